@@ -1,0 +1,40 @@
+"""sparselib: the library behind *sparse-book*, an executable textbook on
+sparse coding and sparse representations in neural networks.
+
+Every chapter does ``import sparselib as sl``. The modules, each with one
+purpose:
+
+==============  ===========================================================
+``utils``       scale, device and seed of a run (:func:`setup`), checks
+``sdr``         SDR theory: capacity, exact match probability, Monte Carlo
+``codes``       local / dense / sparse codebooks, damage, recognition
+``metrics``     L0, AVR, population / lifetime / Hoyer sparsity, entropy
+``data``        MNIST and Fashion-MNIST from ``$SPARSELIB_DATA``
+``train``       a small training loop with a progress bar and a history
+``plot``        the book's figure style and plotting helpers
+``widgets``     explorers that are safe to run headless
+``chapters``    (tooling) run chapters, check their outputs are fresh
+==============  ===========================================================
+
+Notation, shared by code and maths (see the book's notation page):
+``x`` inputs ``(batch, n_inputs)``; ``D`` a dictionary ``(n_atoms, n_inputs)``
+with atoms as rows, so that ``x ≈ a @ D`` (scikit-learn's convention);
+``a`` codes ``(batch, n_atoms)``; ``h`` hidden activations
+``(batch, n_units)``; ``lam`` the L1 weight; ``k`` the number of winners;
+``n_iter`` iterations. For binary codes: ``n`` bits, ``a`` of them active,
+stored patterns of ``s`` bits, match threshold ``theta``.
+
+Everything is device-agnostic (tensors are made on the device of their
+inputs) and works under autograd and ``torch.no_grad``.
+"""
+
+from . import codes, data, metrics, plot, sdr, train, utils, widgets
+from .utils import RunConfig, get_device, resolve_scale, seed_everything, setup
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "codes", "data", "metrics", "plot", "sdr", "train", "utils", "widgets",
+    "RunConfig", "get_device", "resolve_scale", "seed_everything", "setup",
+    "__version__",
+]

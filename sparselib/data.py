@@ -1,0 +1,169 @@
+"""Datasets: MNIST and Fashion-MNIST as tensors, from a folder you choose.
+
+The folder is ``root`` when given, else the environment variable
+``SPARSELIB_DATA``, else ``~/.cache/sparselib/data``. Inside it the files
+are in torchvision's layout (``MNIST/raw/train-images-idx3-ubyte`` and so
+on). When they are missing, torchvision downloads them (``download="auto"``,
+the default); when that fails -- offline, say -- the error names every file
+that is expected and where. CI and the tests point ``SPARSELIB_DATA`` at the
+project's ``shared/data`` folder.
+
+Images come back as float32 in [0, 1], shape ``(N, 1, 28, 28)`` (or
+``(N, 784)`` with ``flatten=True``), labels as int64 ``(N,)``.
+
+Introduced in chapter 1; used by every chapter that trains on images.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .utils import check_int
+
+__all__ = ["DATA_ENV", "DATASETS", "data_root", "expected_files",
+           "load_mnist", "load_fashion_mnist", "load_images", "loader"]
+
+#: Environment variable naming the dataset folder.
+DATA_ENV = "SPARSELIB_DATA"
+#: Datasets :func:`load_images` knows (torchvision class names).
+DATASETS = ("MNIST", "FashionMNIST")
+_SPLITS = ("train", "test")
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The dataset folder: ``root``, else ``$SPARSELIB_DATA``, else a cache.
+
+    An explicitly named folder (argument or variable) that does not exist
+    raises ``FileNotFoundError`` naming it; the default cache folder is
+    created on demand.
+    """
+    if root is not None:
+        path, source = Path(root).expanduser(), "root"
+    elif os.environ.get(DATA_ENV):
+        path, source = Path(os.environ[DATA_ENV]).expanduser(), DATA_ENV
+    else:
+        path = Path.home() / ".cache" / "sparselib" / "data"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"dataset folder {str(path)!r} (from {source}) does not exist; "
+            f"create it, or point {DATA_ENV} at a folder holding "
+            f"{'/'.join(('MNIST', 'raw'))}/... in torchvision's layout")
+    return path
+
+
+def expected_files(name: str, split: str, root=None) -> list[Path]:
+    """Paths torchvision reads for dataset ``name`` and ``split``."""
+    _check_name_split(name, split)
+    base = data_root(root) / name / "raw"
+    return [base / f for f in _FILES[split]]
+
+
+def _check_name_split(name, split):
+    if name not in DATASETS:
+        raise ValueError(f"name must be one of {DATASETS}; got {name!r}")
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {_SPLITS}; got {split!r}")
+
+
+def _present(path: Path) -> bool:
+    return path.is_file() or path.with_name(path.name + ".gz").is_file()
+
+
+def load_images(name: str = "MNIST", split: str = "train", *, root=None,
+                download="auto", flatten: bool = False,
+                limit: int | None = None, device=None):
+    """Load MNIST or Fashion-MNIST as ``(x, y)`` tensors.
+
+    Parameters
+    ----------
+    name : ``"MNIST"`` or ``"FashionMNIST"``.
+    split : ``"train"`` (60,000 images) or ``"test"`` (10,000).
+    root : dataset folder; see :func:`data_root`.
+    download : ``"auto"`` downloads only when files are missing; ``True``
+        always lets torchvision check and download; ``False`` never
+        downloads.
+    flatten : return ``x`` as ``(N, 784)`` instead of ``(N, 1, 28, 28)``.
+    limit : keep only the first ``limit`` examples (quick-scale runs).
+    device : where to put the tensors (default CPU).
+
+    Raises ``FileNotFoundError`` naming the expected files when they are
+    missing and cannot be downloaded. Chapter 1.
+    """
+    _check_name_split(name, split)
+    if download not in ("auto", True, False):
+        raise ValueError(f"download must be 'auto', True or False; got "
+                         f"{download!r}")
+    if limit is not None:
+        limit = check_int("limit", limit, minimum=1)
+    base = data_root(root)
+    files = expected_files(name, split, base)
+    missing = [f for f in files if not _present(f)]
+    want_download = download is True or (download == "auto" and missing)
+    if missing and not want_download:
+        raise FileNotFoundError(_missing_message(name, split, base, files))
+    import torchvision  # imported here: slow, and only needed for data
+
+    cls = getattr(torchvision.datasets, name)
+    try:
+        ds = cls(str(base), train=(split == "train"),
+                 download=bool(want_download))
+    except Exception as exc:  # network errors come in many types
+        raise FileNotFoundError(
+            _missing_message(name, split, base, files) +
+            f"\nThe download failed with: {type(exc).__name__}: {exc}"
+        ) from exc
+    x = ds.data.unsqueeze(1).to(torch.float32).div_(255.0)
+    y = ds.targets.to(torch.int64)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    if flatten:
+        x = x.reshape(x.shape[0], -1)
+    return x.to(device), y.to(device)
+
+
+def _missing_message(name, split, base, files):
+    listing = "\n".join(f"  {f}   (or {f.name}.gz)" for f in files)
+    return (
+        f"{name} ({split} split) was not found under {str(base)!r}, and no "
+        f"download was possible. Put these files there:\n{listing}\n"
+        f"or set {DATA_ENV} to a folder that holds {name}/raw/ in "
+        "torchvision's layout.")
+
+
+def load_mnist(split: str = "train", **kwargs):
+    """MNIST as ``(x, y)``; see :func:`load_images`. Chapter 1."""
+    return load_images("MNIST", split, **kwargs)
+
+
+def load_fashion_mnist(split: str = "train", **kwargs):
+    """Fashion-MNIST as ``(x, y)``; see :func:`load_images`. Chapter 1."""
+    return load_images("FashionMNIST", split, **kwargs)
+
+
+def loader(*tensors: torch.Tensor, batch_size: int = 64, shuffle: bool = True,
+           generator: torch.Generator | None = None, drop_last: bool = False):
+    """A :class:`torch.utils.data.DataLoader` over in-memory tensors.
+
+    All tensors must have the same first dimension. Chapter 1.
+    """
+    if not tensors:
+        raise ValueError("loader() needs at least one tensor")
+    n = tensors[0].shape[0]
+    for i, t in enumerate(tensors):
+        if t.shape[0] != n:
+            raise ValueError(f"tensor {i} has {t.shape[0]} rows, tensor 0 "
+                             f"has {n}: all must match")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    ds = torch.utils.data.TensorDataset(*tensors)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size,
+                                       shuffle=shuffle, generator=generator,
+                                       drop_last=drop_last)

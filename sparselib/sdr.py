@@ -1,0 +1,220 @@
+"""Theory of sparse distributed representations (SDRs): capacity and matching.
+
+A binary code of length ``n`` with ``a`` active bits is a point among
+``C(n, a)`` possible ones. A stored pattern (a dendritic segment with ``s``
+synapses) *matches* a vector when at least ``theta`` of its bits are active in
+it. For a vector drawn at random with ``a`` of ``n`` bits on, the number of
+shared bits is hypergeometric, so the false-match probability is the tail
+
+    P(match) = sum_{b=theta}^{s} C(s, b) C(n - s, a - b) / C(n, a)
+
+(Ahmad & Scheinkman 2019, "How Can We Be So Dense?", eq. 2 and Fig. 2;
+Ahmad & Hawkins 2016). :func:`match_probability` evaluates it *exactly*: the
+binomial coefficients are Python integers, the ratio is a
+:class:`fractions.Fraction`, and the conversion to ``float`` rounds once.
+Nothing overflows, and nothing underflows to zero unless the true value is
+below the smallest float (~5e-324); :func:`log_match_probability` returns the
+natural logarithm, which never underflows.
+
+Introduced in chapter 1 ("Neural codes").
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from .utils import check_int
+
+__all__ = [
+    "capacity_bits",
+    "match_probability",
+    "log_match_probability",
+    "match_probability_mc",
+    "random_sdr",
+    "overlap",
+    "expected_overlap",
+    "union_match_probability",
+]
+
+
+def _check_nasth(n, a, s, theta):
+    n = check_int("n", n, minimum=1)
+    a = check_int("a", a, minimum=0)
+    s = check_int("s", s, minimum=0)
+    theta = check_int("theta", theta, minimum=0)
+    if a > n:
+        raise ValueError(f"a (active bits, {a}) must be <= n ({n})")
+    if s > n:
+        raise ValueError(f"s (bits of the stored pattern, {s}) must be "
+                         f"<= n ({n})")
+    return n, a, s, theta
+
+
+def _match_fraction(n: int, a: int, s: int, theta: int) -> Fraction:
+    lo = max(theta, a - (n - s), 0)  # C(n - s, a - b) = 0 when a - b > n - s
+    hi = min(s, a)
+    if lo > hi:
+        return Fraction(0)
+    num = sum(math.comb(s, b) * math.comb(n - s, a - b)
+              for b in range(lo, hi + 1))
+    return Fraction(num, math.comb(n, a))
+
+
+def match_probability(n: int, a: int, s: int, theta: int) -> float:
+    """Probability that a random ``a``-of-``n`` vector matches a stored pattern.
+
+    Parameters
+    ----------
+    n : int, >= 1
+        Length of the binary vectors.
+    a : int, 0 <= a <= n
+        Active bits of the random vector.
+    s : int, 0 <= s <= n
+        Bits (synapses) of the stored pattern.
+    theta : int, >= 0
+        Match threshold: a match is an overlap of at least ``theta`` bits.
+
+    Returns
+    -------
+    float
+        ``sum_{b>=theta} C(s, b) C(n-s, a-b) / C(n, a)``, computed exactly and
+        rounded once (``0.0`` when ``theta > min(s, a)``; ``1.0`` when
+        ``theta == 0``). Equal to ``scipy.stats.hypergeom(n, s, a).sf(theta-1)``.
+
+    Raises ``TypeError`` for non-integer sizes and ``ValueError`` for negative
+    sizes, ``a > n`` or ``s > n``. Reference: Ahmad & Scheinkman (2019), eq. 2.
+    Chapter 1.
+    """
+    n, a, s, theta = _check_nasth(n, a, s, theta)
+    return float(_match_fraction(n, a, s, theta))
+
+
+def log_match_probability(n: int, a: int, s: int, theta: int) -> float:
+    """Natural log of :func:`match_probability`, exact and free of underflow.
+
+    Returns ``-inf`` where the probability is exactly zero. Chapter 1.
+    """
+    n, a, s, theta = _check_nasth(n, a, s, theta)
+    frac = _match_fraction(n, a, s, theta)
+    if frac == 0:
+        return -math.inf
+    # math.log is exact enough for arbitrarily large Python integers.
+    return math.log(frac.numerator) - math.log(frac.denominator)
+
+
+def capacity_bits(n, k):
+    """Information capacity ``log2 C(n, k)`` in bits of an ``k``-of-``n`` code.
+
+    ``n`` and ``k`` are integers or integer arrays (broadcast together); the
+    result is a ``float`` or a NumPy array. Exact: the binomial coefficient is
+    a Python integer before its logarithm is taken. A dense code of ``n`` bits
+    that may use any pattern has ``n`` bits; a local (one-hot) code has
+    ``log2 n``. Chapter 1.
+    """
+    n_arr, k_arr = np.broadcast_arrays(np.asarray(n), np.asarray(k))
+    if n_arr.dtype.kind not in "iu" or k_arr.dtype.kind not in "iu":
+        raise TypeError(f"n and k must be integers; got n={n!r}, k={k!r}")
+    out = np.empty(n_arr.shape, dtype=float)
+    for idx in np.ndindex(n_arr.shape):
+        nn = check_int("n", int(n_arr[idx]), minimum=0)
+        kk = check_int("k", int(k_arr[idx]), minimum=0)
+        if kk > nn:
+            raise ValueError(f"k ({kk}) must be <= n ({nn})")
+        out[idx] = math.log2(math.comb(nn, kk))
+    return float(out) if out.ndim == 0 else out
+
+
+def random_sdr(batch: int, n: int, a: int, *, generator=None,
+               device=None, dtype=torch.float32) -> torch.Tensor:
+    """Random binary vectors, each with exactly ``a`` of ``n`` bits on.
+
+    Returns a tensor of shape ``(batch, n)`` with entries 0/1 of ``dtype``;
+    the active positions of each row are a uniformly random ``a``-subset.
+    ``generator`` (a :class:`torch.Generator` on ``device``) makes it
+    repeatable. Chapter 1.
+    """
+    batch = check_int("batch", batch, minimum=0)
+    n = check_int("n", n, minimum=1)
+    a = check_int("a", a, minimum=0, maximum=n)
+    if generator is not None and device is None:
+        device = generator.device
+    scores = torch.rand(batch, n, generator=generator, device=device)
+    out = torch.zeros(batch, n, dtype=dtype, device=scores.device)
+    if a:
+        out.scatter_(1, scores.topk(a, dim=1).indices, 1)
+    return out
+
+
+def overlap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Overlaps (shared active bits) of binary codes: ``x @ y.T``.
+
+    ``x`` is ``(batch_x, n)`` and ``y`` is ``(batch_y, n)``; the result is
+    ``(batch_x, batch_y)``. Chapter 1.
+    """
+    if x.ndim != 2 or y.ndim != 2:
+        raise ValueError(f"x and y must be 2-d (batch, n); got shapes "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same n; got {x.shape[1]} "
+                         f"and {y.shape[1]}")
+    return x.float() @ y.float().T
+
+
+def expected_overlap(n: int, a: int, b: int | None = None) -> float:
+    """Mean overlap ``a * b / n`` of random ``a``- and ``b``-of-``n`` codes.
+
+    (The mean of the hypergeometric distribution.) Chapter 1.
+    """
+    n = check_int("n", n, minimum=1)
+    a = check_int("a", a, minimum=0, maximum=n)
+    b = a if b is None else check_int("b", b, minimum=0, maximum=n)
+    return a * b / n
+
+
+def match_probability_mc(n: int, a: int, s: int, theta: int,
+                         n_trials: int = 100_000, *, generator=None,
+                         device=None, chunk: int = 8192) -> tuple[float, float]:
+    """Monte Carlo estimate of :func:`match_probability`, with its std. error.
+
+    Draws one random stored pattern of ``s`` bits and ``n_trials`` random
+    vectors of ``a`` bits (as explicit binary vectors, in chunks), and counts
+    the overlaps of at least ``theta``. Returns ``(estimate, standard_error)``
+    with ``standard_error = sqrt(p (1 - p) / n_trials)``. Chapter 1.
+    """
+    n, a, s, theta = _check_nasth(n, a, s, theta)
+    n_trials = check_int("n_trials", n_trials, minimum=1)
+    chunk = check_int("chunk", chunk, minimum=1)
+    pattern = random_sdr(1, n, s, generator=generator, device=device)
+    hits = 0
+    done = 0
+    while done < n_trials:
+        m = min(chunk, n_trials - done)
+        x = random_sdr(m, n, a, generator=generator, device=pattern.device)
+        hits += int((overlap(x, pattern) >= theta).sum())
+        done += m
+    p = hits / n_trials
+    return p, math.sqrt(p * (1 - p) / n_trials)
+
+
+def union_match_probability(n: int, a: int, m: int,
+                            theta: int | None = None) -> float:
+    """Approximate false-positive rate of a union of ``m`` random ``a``-codes.
+
+    ``m`` random ``a``-of-``n`` codes are OR-ed into one union; a new random
+    ``a``-code is (falsely) recognised as a member when at least ``theta``
+    (default ``a``: all) of its bits lie in the union. The union's size is
+    replaced by its mean ``u = n (1 - (1 - a/n)^m)`` (rounded), which turns the
+    question into :func:`match_probability` with ``s = u``
+    (Ahmad & Hawkins 2016, section on unions). The chapter checks this
+    approximation by simulation. Chapter 1.
+    """
+    n = check_int("n", n, minimum=1)
+    a = check_int("a", a, minimum=0, maximum=n)
+    m = check_int("m", m, minimum=0)
+    theta = a if theta is None else check_int("theta", theta, minimum=0)
+    u = int(round(n * (1 - (1 - a / n) ** m)))
+    return match_probability(n, a, u, theta)

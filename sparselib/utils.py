@@ -1,0 +1,223 @@
+"""Run set-up shared by every chapter: scale, device, seed and argument checks.
+
+Every chapter notebook starts with the same three decisions:
+
+* **scale** -- ``"quick"`` (CI, under a minute on two CPU cores), ``"full"``
+  (the published outputs, at most 15 minutes on two CPU cores) or ``"paper"``
+  (the source's own protocol, meant for a GPU). The notebook's ``SCALE``
+  parameter decides, unless the environment variable ``SPARSELIB_SCALE`` is set:
+  that is how nbval and the book build force a scale without editing notebooks.
+* **device** -- ``"auto"`` picks CUDA when present, else the CPU.
+* **seed** -- one integer seeds Python, NumPy and torch; ``deterministic=True``
+  also asks torch for deterministic kernels.
+
+:func:`setup` does all three and returns a :class:`RunConfig`. Introduced in
+chapter 1 ("Neural codes"); used by every chapter.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    "SCALES",
+    "SCALE_ENV",
+    "RunConfig",
+    "resolve_scale",
+    "get_device",
+    "seed_everything",
+    "setup",
+    "progress_enabled",
+    "check_int",
+    "check_probability",
+]
+
+#: The three scales at which every chapter runs.
+SCALES = ("quick", "full", "paper")
+#: Environment variable that overrides a notebook's ``SCALE`` parameter.
+SCALE_ENV = "SPARSELIB_SCALE"
+
+# The scale of the current run, set by setup(); decides whether progress
+# bars are shown (they are silent at quick scale).
+_CURRENT_SCALE: str | None = None
+
+
+def check_int(name: str, value, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """Return ``value`` as ``int`` or raise a clear error naming ``name``.
+
+    Accepts Python and NumPy integers (and integral 0-d tensors); rejects
+    bools, floats (even ``3.0``) and anything else with ``TypeError``, and
+    values outside ``[minimum, maximum]`` with ``ValueError``.
+    """
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not \
+            value.is_floating_point() and value.dtype != torch.bool:
+        value = int(value.item())
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an integer, got {value!r} "
+            f"({type(value).__name__})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_probability(name: str, value, *, open_low: bool = False,
+                      open_high: bool = False) -> float:
+    """Return ``value`` as ``float`` if it lies in [0, 1] (ends optionally open).
+
+    Raises ``TypeError`` for non-numbers and ``ValueError`` (naming ``name``)
+    for NaN or values outside the interval.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    low_ok = value > 0 if open_low else value >= 0
+    high_ok = value < 1 if open_high else value <= 1
+    if not (low_ok and high_ok):  # also catches NaN
+        lo = "(" if open_low else "["
+        hi = ")" if open_high else "]"
+        raise ValueError(f"{name} must lie in {lo}0, 1{hi}, got {value}")
+    return value
+
+
+def resolve_scale(scale: str | None = None) -> str:
+    """Return the scale of this run.
+
+    The environment variable ``SPARSELIB_SCALE`` wins over ``scale`` (so
+    nbval and the book build can force one); otherwise ``scale`` is used,
+    and ``None`` means ``"full"``.
+
+    Raises ``ValueError`` for a scale that is not one of :data:`SCALES`.
+    """
+    env = os.environ.get(SCALE_ENV, "").strip()
+    chosen = env if env else ("full" if scale is None else scale)
+    source = f"environment variable {SCALE_ENV}" if env else "scale"
+    if not isinstance(chosen, str):
+        raise TypeError(f"{source} must be a string, got {chosen!r}")
+    chosen = chosen.strip().lower()
+    if chosen not in SCALES:
+        raise ValueError(
+            f"{source} must be one of {', '.join(SCALES)}; got {chosen!r}")
+    return chosen
+
+
+def get_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Return a :class:`torch.device`.
+
+    ``"auto"`` (or ``None``) picks ``cuda`` when a CUDA device is present and
+    the CPU otherwise; any other value is checked: asking for CUDA where
+    there is none raises ``ValueError`` rather than failing later.
+    """
+    if device is None or (isinstance(device, str) and
+                          device.strip().lower() == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"device must be 'auto', a string such as 'cpu' or 'cuda', or a "
+            f"torch.device; got {device!r}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got "
+            f"{device!r}") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r} asks for CUDA, but torch sees no CUDA "
+                "device here; use 'auto' or 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA "
+                "device(s) present")
+    elif dev.type != "cpu":
+        raise ValueError(
+            f"device must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
+    return dev
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
+    """Seed Python's ``random``, NumPy and torch (CPU and CUDA).
+
+    With ``deterministic=True`` torch is also asked for deterministic
+    algorithms (``torch.use_deterministic_algorithms``, cuDNN deterministic,
+    ``CUBLAS_WORKSPACE_CONFIG``): slower, but bit-for-bit repeatable runs on
+    the same machine. Returns a CPU :class:`torch.Generator` seeded with
+    ``seed``, for code that prefers an explicit generator.
+    """
+    seed = check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What :func:`setup` decided: the scale, device and seed of a run."""
+
+    scale: str
+    device: torch.device
+    seed: int
+
+    def pick(self, **per_scale):
+        """Return the value given for this run's scale.
+
+        ``cfg.pick(quick=1, full=8, paper=15)`` reads like the table it is;
+        every scale must be given, so no scale silently falls back.
+        """
+        missing = [s for s in SCALES if s not in per_scale]
+        extra = sorted(set(per_scale) - set(SCALES))
+        if missing or extra:
+            raise ValueError(
+                f"pick() needs exactly the scales {SCALES}; missing "
+                f"{missing}, unknown {extra}")
+        return per_scale[self.scale]
+
+    def __str__(self) -> str:
+        return (f"scale={self.scale} device={self.device.type} "
+                f"seed={self.seed} torch={torch.__version__.split('+')[0]}")
+
+
+def setup(scale: str | None = None, seed: int = 0, device="auto",
+          deterministic: bool = False) -> RunConfig:
+    """Resolve scale and device, seed everything; return a :class:`RunConfig`.
+
+    The first code cell after a chapter's parameters is
+    ``cfg = sl.setup(SCALE, SEED, DEVICE)``; ``print(cfg)`` then records in
+    the notebook's output which scale produced it (the freshness test reads
+    that line). Progress bars are silenced at quick scale.
+    """
+    global _CURRENT_SCALE
+    resolved = resolve_scale(scale)
+    dev = get_device(device)
+    seed = check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    seed_everything(seed, deterministic=deterministic)
+    _CURRENT_SCALE = resolved
+    return RunConfig(scale=resolved, device=dev, seed=seed)
+
+
+def progress_enabled(progress: bool | None = None) -> bool:
+    """Whether a long loop should show a tqdm bar.
+
+    An explicit ``True``/``False`` wins; ``None`` means "yes, unless the
+    current run (see :func:`setup`) is at quick scale".
+    """
+    if progress is not None:
+        return bool(progress)
+    return _CURRENT_SCALE != "quick"

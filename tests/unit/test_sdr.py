@@ -1,0 +1,191 @@
+"""sparselib.sdr against scipy's hypergeometric law, enumeration and Monte Carlo."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import special, stats
+
+from sparselib import sdr
+
+
+def scipy_match(n, a, s, theta):
+    # population n, s "successes" (the pattern's bits), a draws.
+    return stats.hypergeom(n, s, a).sf(theta - 1)
+
+
+def test_hand_derived_small_case():
+    # n=4, a=2, s=2: C(4,2)=6 vectors; 1 shares both bits, 1 shares none.
+    assert sdr.match_probability(4, 2, 2, 2) == pytest.approx(1 / 6, abs=0)
+    assert sdr.match_probability(4, 2, 2, 1) == pytest.approx(5 / 6, rel=1e-15)
+    assert sdr.match_probability(4, 2, 2, 0) == 1.0
+    assert sdr.match_probability(4, 2, 2, 3) == 0.0
+
+
+@pytest.mark.parametrize("a", [64, 128, 256])
+@pytest.mark.parametrize("n", [300, 500, 1000, 2000, 3500])
+def test_fig2_values_agree_with_scipy(n, a):
+    exact = sdr.match_probability(n, a, 24, 12)
+    assert exact == pytest.approx(scipy_match(n, a, 24, 12), rel=1e-9)
+    assert math.log(exact) == pytest.approx(
+        sdr.log_match_probability(n, a, 24, 12), rel=1e-12)
+
+
+@pytest.mark.parametrize("n,a,s,theta", [
+    (20_000, 400, 24, 12), (50_000, 25_000, 24, 12), (30_000, 64, 40, 20),
+    (10_000, 5_000, 300, 150)])
+def test_large_n_agrees_with_scipy(n, a, s, theta):
+    exact = sdr.match_probability(n, a, s, theta)
+    ref = scipy_match(n, a, s, theta)
+    assert exact > 0
+    assert exact == pytest.approx(ref, rel=1e-7)
+    assert sdr.log_match_probability(n, a, s, theta) == pytest.approx(
+        stats.hypergeom(n, s, a).logsf(theta - 1), rel=1e-9)
+
+
+def test_log_space_beyond_float_range():
+    # One vector in C(40000, 200) ~ 1e-560 matches a 200-bit pattern fully:
+    # the probability underflows to 0.0, its log must stay exact.
+    n, a = 40_000, 200
+    expected = -(special.gammaln(n + 1) - special.gammaln(a + 1)
+                 - special.gammaln(n - a + 1))
+    assert sdr.match_probability(n, a, a, a) == 0.0
+    assert sdr.log_match_probability(n, a, a, a) == pytest.approx(
+        expected, rel=1e-12)
+    assert sdr.log_match_probability(n, a, a, a) < -1000
+
+
+def test_no_wrong_zero_near_the_bottom_of_float_range():
+    # exact value 1/C(2000, 120) ~ 2e-195: representable, so it must not be 0
+    p = sdr.match_probability(2000, 120, 120, 120)
+    assert p == pytest.approx(1 / math.comb(2000, 120), rel=1e-15)
+    assert p > 0
+
+
+def brute_force(n, a, s, theta):
+    pattern = set(range(s))
+    hits = total = 0
+    for sub in itertools.combinations(range(n), a):
+        total += 1
+        hits += len(pattern.intersection(sub)) >= theta
+    return hits / total
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_enumeration_oracle(data):
+    n = data.draw(st.integers(1, 10))
+    a = data.draw(st.integers(0, n))
+    s = data.draw(st.integers(0, n))
+    theta = data.draw(st.integers(0, s + 1))
+    assert sdr.match_probability(n, a, s, theta) == pytest.approx(
+        brute_force(n, a, s, theta), abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 400), data=st.data())
+def test_probability_properties(n, data):
+    a = data.draw(st.integers(0, n))
+    s = data.draw(st.integers(0, n))
+    theta = data.draw(st.integers(0, s))
+    p = sdr.match_probability(n, a, s, theta)
+    assert 0.0 <= p <= 1.0
+    # a higher threshold can only lower the probability
+    assert sdr.match_probability(n, a, s, theta + 1) <= p
+    if a < n:  # one more active bit can only raise it
+        assert sdr.match_probability(n, a + 1, s, theta) >= p
+
+
+def test_monte_carlo_agrees_with_exact():
+    g = torch.Generator().manual_seed(0)
+    n, a, s, theta = 300, 256, 24, 22
+    exact = sdr.match_probability(n, a, s, theta)
+    est, se = sdr.match_probability_mc(n, a, s, theta, 40_000, generator=g)
+    assert 0.05 < exact < 0.5
+    assert abs(est - exact) < 5 * se
+
+
+def test_monte_carlo_standard_error_formula():
+    g = torch.Generator().manual_seed(1)
+    est, se = sdr.match_probability_mc(50, 25, 10, 5, 2000, generator=g)
+    assert se == pytest.approx(math.sqrt(est * (1 - est) / 2000))
+
+
+@pytest.mark.parametrize("args,exc,msg", [
+    ((100, 101, 24, 12), ValueError, r"a \(active bits, 101\) must be <= n"),
+    ((100, 10, 101, 12), ValueError, r"s \(bits of the stored pattern"),
+    ((-5, 10, 24, 12), ValueError, "n must be >= 1"),
+    ((100, -1, 24, 12), ValueError, "a must be >= 0"),
+    ((100, 10, 24, -1), ValueError, "theta must be >= 0"),
+    ((100.0, 10, 24, 12), TypeError, "n must be an integer"),
+    ((100, 10.5, 24, 12), TypeError, "a must be an integer"),
+    ((100, 10, 24, "12"), TypeError, "theta must be an integer"),
+])
+def test_bad_input(args, exc, msg):
+    with pytest.raises(exc, match=msg):
+        sdr.match_probability(*args)
+    with pytest.raises(exc, match=msg):
+        sdr.log_match_probability(*args)
+
+
+def test_capacity_bits():
+    # FACTS: C(2048, 40) ~ 10^84.4 patterns.
+    assert sdr.capacity_bits(2048, 40) / math.log2(10) == pytest.approx(
+        84.4, abs=0.05)
+    assert sdr.capacity_bits(2048, 40) == pytest.approx(
+        (special.gammaln(2049) - special.gammaln(41) - special.gammaln(2009))
+        / math.log(2), rel=1e-12)
+    assert sdr.capacity_bits(64, 1) == 6.0  # a local code: log2 n
+    assert sdr.capacity_bits(10, 0) == 0.0
+    grid = sdr.capacity_bits(np.array([10, 20]), np.array([[1], [2]]))
+    assert grid.shape == (2, 2)
+    assert grid[1, 0] == pytest.approx(math.log2(45))
+    with pytest.raises(ValueError, match="k"):
+        sdr.capacity_bits(10, 11)
+    with pytest.raises(TypeError, match="integers"):
+        sdr.capacity_bits(10.5, 2)
+
+
+def test_random_sdr_has_exactly_a_bits():
+    g = torch.Generator().manual_seed(0)
+    x = sdr.random_sdr(500, 100, 7, generator=g)
+    assert x.shape == (500, 100)
+    assert torch.all(x.sum(1) == 7)
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+    # every position is used about equally often: 500 * 7 / 100 = 35
+    counts = x.sum(0)
+    assert counts.mean() == pytest.approx(35)
+    assert stats.chisquare(counts.numpy()).pvalue > 1e-4
+    with pytest.raises(ValueError, match="a must be <= 100"):
+        sdr.random_sdr(1, 100, 101)
+
+
+def test_overlap_and_expected_overlap():
+    x = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 0]])
+    y = torch.tensor([[1, 0, 1, 0]])
+    assert sdr.overlap(x, y).tolist() == [[1.0], [1.0]]
+    assert sdr.expected_overlap(1000, 50) == 2.5
+    with pytest.raises(ValueError, match="same n"):
+        sdr.overlap(x, torch.ones(1, 5))
+    g = torch.Generator().manual_seed(0)
+    codes = sdr.random_sdr(400, 1000, 50, generator=g)
+    ov = sdr.overlap(codes[:200], codes[200:])
+    assert ov.mean().item() == pytest.approx(2.5, rel=0.05)
+
+
+def test_union_match_probability_against_simulation():
+    g = torch.Generator().manual_seed(0)
+    n, a, m = 1000, 20, 40
+    approx = sdr.union_match_probability(n, a, m, theta=15)
+    hits = 0
+    trials = 300
+    for _ in range(trials):
+        u = (sdr.random_sdr(m, n, a, generator=g).sum(0) > 0).float()
+        probe = sdr.random_sdr(200, n, a, generator=g)
+        hits += int((probe @ u >= 15).sum())
+    sim = hits / (trials * 200)
+    assert approx == pytest.approx(sim, rel=0.25)
