@@ -29,12 +29,14 @@ inputs) and works under autograd and ``torch.no_grad``.
 """
 
 from . import codes, data, metrics, plot, sdr, train, utils, widgets
-from .utils import RunConfig, get_device, resolve_scale, seed_everything, setup
+from .utils import (RunConfig, get_device, glue, resolve_scale,
+                    seed_everything, setup)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "codes", "data", "metrics", "plot", "sdr", "train", "utils", "widgets",
-    "RunConfig", "get_device", "resolve_scale", "seed_everything", "setup",
+    "RunConfig", "get_device", "glue", "resolve_scale", "seed_everything",
+    "setup",
     "__version__",
 ]

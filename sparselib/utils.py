@@ -36,6 +36,7 @@ __all__ = [
     "progress_enabled",
     "check_int",
     "check_probability",
+    "glue",
 ]
 
 #: The three scales at which every chapter runs.
@@ -221,3 +222,21 @@ def progress_enabled(progress: bool | None = None) -> bool:
     if progress is not None:
         return bool(progress)
     return _CURRENT_SCALE != "quick"
+
+
+def glue(name: str, value, display: bool = False):
+    """Record ``value`` under ``name`` for the book's prose (myst-nb glue).
+
+    The prose then says ``{glue:text}`name:.2f``` instead of a typed number.
+    Where myst-nb is not installed (Colab), this does nothing, so chapters
+    run anywhere. Returns ``value``.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be an identifier-like string; got "
+                         f"{name!r}")
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        return value
+    _glue(name, value, display=display)
+    return value

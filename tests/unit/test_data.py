@@ -1,0 +1,78 @@
+"""sparselib.data: loading from SPARSELIB_DATA, and clear errors when missing."""
+
+import gzip
+import hashlib
+
+import pytest
+import torch
+
+from sparselib import data
+
+
+def test_mnist_from_the_shared_folder(shared_data):
+    x, y = data.load_mnist("test", download=False)
+    assert x.shape == (10_000, 1, 28, 28) and x.dtype == torch.float32
+    assert y.shape == (10_000,) and y.dtype == torch.int64
+    assert 0.0 == x.min() and x.max() == 1.0
+    # oracle: the raw IDX file itself (16-byte header, then uint8 pixels)
+    raw = (shared_data / "MNIST" / "raw" / "t10k-images-idx3-ubyte").read_bytes()
+    first = torch.tensor(list(raw[16:16 + 784]), dtype=torch.float32) / 255
+    assert torch.equal(x[0, 0].flatten(), first)
+    labels = (shared_data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes()
+    assert y[:20].tolist() == list(labels[8:28])
+    assert torch.bincount(y).tolist() == [980, 1135, 1032, 1010, 982, 892,
+                                          958, 1028, 974, 1009]
+
+
+def test_limit_and_flatten(shared_data):
+    x, y = data.load_fashion_mnist("train", limit=100, flatten=True,
+                                   download=False)
+    assert x.shape == (100, 784) and y.shape == (100,)
+
+
+def test_missing_folder_is_named(tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere"
+    monkeypatch.setenv("SPARSELIB_DATA", str(missing))
+    with pytest.raises(FileNotFoundError, match="nowhere.*SPARSELIB_DATA"):
+        data.load_mnist("train")
+
+
+def test_missing_files_are_listed(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        data.load_mnist("train", root=tmp_path, download=False)
+    msg = str(err.value)
+    assert "train-images-idx3-ubyte" in msg
+    assert "train-labels-idx1-ubyte" in msg
+    assert str(tmp_path / "MNIST" / "raw") in msg
+
+
+def test_failed_download_reports_files_and_cause(tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    with pytest.raises(FileNotFoundError, match="(?s)t10k-images.*"
+                       "network is unreachable"):
+        data.load_mnist("test", root=tmp_path, download="auto")
+
+
+@pytest.mark.parametrize("kwargs,exc,msg", [
+    ({"name": "CIFAR10"}, ValueError, "name must be one of"),
+    ({"split": "validation"}, ValueError, "split must be one of"),
+    ({"download": "yes"}, ValueError, "download must be"),
+    ({"limit": 0}, ValueError, "limit must be >= 1"),
+    ({"limit": 2.5}, TypeError, "limit must be an integer"),
+])
+def test_bad_arguments(kwargs, exc, msg, tmp_path):
+    with pytest.raises(exc, match=msg):
+        data.load_images(root=tmp_path, **kwargs)
+
+
+def test_loader_checks_lengths():
+    with pytest.raises(ValueError, match="rows"):
+        data.loader(torch.ones(3, 2), torch.ones(4))
+    batches = list(data.loader(torch.arange(10), batch_size=4, shuffle=False))
+    assert [b[0].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7],
+                                                [8, 9]]

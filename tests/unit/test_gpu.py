@@ -1,0 +1,47 @@
+"""The library on a CUDA device: same results as on the CPU.
+
+Skipped, visibly, where torch sees no CUDA device (CI); run on a GPU machine.
+"""
+
+import pytest
+import torch
+
+import sparselib as sl
+
+pytestmark = pytest.mark.gpu
+
+
+def test_auto_device_is_cuda():
+    assert sl.get_device("auto").type == "cuda"
+
+
+def test_random_sdr_and_monte_carlo_on_cuda():
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = sl.sdr.random_sdr(1000, 500, 20, generator=g)
+    assert x.device.type == "cuda" and torch.all(x.sum(1) == 20)
+    exact = sl.sdr.match_probability(300, 256, 24, 22)
+    est, se = sl.sdr.match_probability_mc(300, 256, 24, 22, 50_000,
+                                          generator=g)
+    assert abs(est - exact) < 5 * se
+
+
+def test_codes_and_metrics_on_cuda():
+    g = torch.Generator(device="cuda").manual_seed(0)
+    book = sl.codes.codebook("sparse", 50, 400, 10, generator=g)
+    noisy = sl.codes.corrupt(book, drop=0.2, generator=g)
+    assert sl.codes.recognise(noisy, book, generator=g).device.type == "cuda"
+    assert sl.metrics.l0(book).device.type == "cuda"
+    h = torch.relu(torch.randn(64, 32, device="cuda"))
+    cpu = sl.metrics.hoyer_sparsity(h.cpu())
+    torch.testing.assert_close(sl.metrics.hoyer_sparsity(h).cpu(), cpu)
+
+
+def test_fit_on_cuda():
+    x = torch.randn(256, 4, device="cuda")
+    y = x @ torch.ones(4, 1, device="cuda")
+    model = torch.nn.Linear(4, 1).to("cuda")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    hist = sl.train.fit(model, sl.data.loader(x, y, batch_size=32),
+                        lambda m, a, b: (m(a) - b).pow(2).mean(), opt, 20,
+                        progress=False)
+    assert hist.epoch["loss"][-1] < 1e-3
