@@ -126,7 +126,7 @@ def run_notebook(notebook: Path, scale: str, output: Path | None = None, *,
     and, when ``inject`` (default: not at full scale), also through
     papermill's injected parameters cell. Widgets are on only at full
     scale unless ``widgets`` says otherwise. Each cell has the time limit
-    :data:`CELL_TIMEOUT`.
+    ``CELL_TIMEOUT``.
     """
     import nbformat
     import papermill as pm
