@@ -29,14 +29,15 @@ inputs) and works under autograd and ``torch.no_grad``.
 """
 
 from . import codes, data, metrics, plot, sdr, train, utils, widgets
-from .utils import (RunConfig, get_device, glue, resolve_scale,
+from .utils import (RunConfig, get_device, glue, progress, resolve_scale,
                     seed_everything, setup)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "codes", "data", "metrics", "plot", "sdr", "train", "utils", "widgets",
-    "RunConfig", "get_device", "glue", "resolve_scale", "seed_everything",
+    "RunConfig", "get_device", "glue", "progress", "resolve_scale",
+    "seed_everything",
     "setup",
     "__version__",
 ]

@@ -149,3 +149,20 @@ def test_check_probability():
         check_probability("rho", 0.0, open_low=True, open_high=True)
     with pytest.raises(TypeError, match="p"):
         check_probability("p", "0.5")
+
+
+def test_progress_wraps_and_is_silent_at_quick_scale():
+    sl.setup("quick", device="cpu")
+    bar = sl.progress(range(3), "x")
+    assert bar.disable and list(bar) == [0, 1, 2]
+    sl.setup("full", device="cpu")
+    bar = sl.progress(range(3), "x", enabled=False)
+    assert bar.disable
+    bar = sl.progress(range(3), "x")
+    assert not bar.disable and list(bar) == [0, 1, 2]
+
+
+def test_glue_checks_its_name():
+    assert sl.glue("a_value", 3.5) == 3.5
+    with pytest.raises(ValueError, match="name"):
+        sl.glue("not a name", 1)
