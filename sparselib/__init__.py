@@ -8,6 +8,7 @@ purpose:
 ``utils``       scale, device and seed of a run (:func:`~sparselib.utils.setup`), checks
 ``sdr``         SDR theory: capacity, exact match probability, Monte Carlo
 ``codes``       local / dense / sparse codebooks, damage, recognition
+``coding``      sparse coding: ISTA, FISTA, LISTA, dictionary learning
 ``metrics``     L0, AVR, population / lifetime / Hoyer sparsity, entropy
 ``data``        MNIST and Fashion-MNIST from ``$SPARSELIB_DATA``
 ``train``       a small training loop with a progress bar and a history
@@ -28,16 +29,16 @@ Everything is device-agnostic (tensors are made on the device of their
 inputs) and works under autograd and ``torch.no_grad``.
 """
 
-from . import codes, data, metrics, plot, sdr, train, utils, widgets
+from . import codes, coding, data, metrics, plot, sdr, train, utils, widgets
 from .utils import (RunConfig, get_device, glue, progress, resolve_scale,
-                    seed_everything, setup)
+                    sci, seed_everything, setup)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "codes", "data", "metrics", "plot", "sdr", "train", "utils", "widgets",
+    "codes", "coding", "data", "metrics", "plot", "sdr", "train", "utils", "widgets",
     "RunConfig", "get_device", "glue", "progress", "resolve_scale",
-    "seed_everything",
+    "sci", "seed_everything",
     "setup",
     "__version__",
 ]

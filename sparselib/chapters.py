@@ -17,8 +17,10 @@ Command line (from the repository root)::
     python -m sparselib.chapters goldens                 # tests/golden/*.ipynb
     python -m sparselib.chapters check                   # freshness report
 
-Library hashes ignore docstrings and comments (they compare the code's
-syntax tree), so editing documentation does not make every chapter stale.
+Library hashes cover only the modules a notebook uses (found statically,
+with their own imports) and ignore docstrings and comments (they compare
+syntax trees), so editing documentation or an unrelated module does not make
+a chapter stale.
 Needs the ``test`` or ``book`` extra (papermill). Not used by the chapters
 themselves.
 """
@@ -30,13 +32,15 @@ import ast
 import datetime as _dt
 import hashlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 __all__ = [
     "ROOT", "chapter_notebooks", "golden_path", "code_cells", "code_hash",
-    "library_hash", "run_notebook", "make_golden", "freshness",
+    "library_hash", "used_modules", "run_notebook", "make_golden",
+    "freshness",
 ]
 
 #: Repository root (the folder holding ``sparselib/`` and ``chapters/``).
@@ -44,7 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PROVENANCE_KEY = "sparse_book"
 # Per-cell time limits (seconds): a stalled cell fails instead of hanging.
 CELL_TIMEOUT = {"quick": 180, "full": 900, "paper": 3600}
-_NOT_LIBRARY_CODE = {"chapters.py"}  # tooling: changing it stales nothing
+# Tooling, and the package's namespace file: changing them stales nothing.
+_NOT_LIBRARY_CODE = {"chapters.py", "__init__.py"}
 
 
 def chapter_notebooks(root: Path = ROOT) -> list[Path]:
@@ -95,12 +100,83 @@ def _strip_docstrings(tree):
     return tree
 
 
-def library_hash(package_dir: Path | None = None) -> str:
-    """SHA-256 of sparselib's code: syntax trees, docstrings left out."""
-    package_dir = Path(package_dir or Path(__file__).resolve().parent)
+_PKG = Path(__file__).resolve().parent
+
+
+def _module_imports(path: Path) -> set[str]:
+    """Sibling modules that a sparselib module imports (``from .x import``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+    return found
+
+
+def _exports(package_dir: Path) -> dict[str, str]:
+    """Names that ``sparselib/__init__.py`` re-exports -> their module."""
+    out = {}
+    tree = ast.parse((package_dir / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and \
+                node.module:
+            for alias in node.names:
+                out[alias.asname or alias.name] = node.module
+    return out
+
+
+def used_modules(nb, package_dir: Path | None = None) -> list[str]:
+    """The sparselib modules a notebook's code depends on, sorted.
+
+    Found statically: ``sl.<name>`` / ``sparselib.<name>`` attribute uses
+    and ``from sparselib... import`` lines in the code cells, mapped to
+    module files (names re-exported by ``__init__`` count for their
+    module), closed under the modules' own relative imports. A change to
+    any other module does not make the notebook stale.
+    """
+    package_dir = Path(package_dir or _PKG)
+    code = "\n".join(code_cells(nb))
+    names = set(re.findall(r"\b(?:sl|sparselib)\.(\w+)", code))
+    for mod, imported in re.findall(
+            r"from\s+sparselib(?:\.(\w+))?\s+import\s+\(?([\w\s,]+)",
+            code):
+        if mod:
+            names.add(mod)
+        else:
+            names.update(n.strip().split(" as ")[0]
+                         for n in imported.split(",") if n.strip())
+    exports = _exports(package_dir)
+    todo = set()
+    for name in names:
+        if (package_dir / f"{name}.py").exists():
+            todo.add(name)
+        elif name in exports:
+            todo.add(exports[name])
+    done: set[str] = set()
+    while todo:
+        mod = todo.pop()
+        if mod in done or not (package_dir / f"{mod}.py").exists():
+            continue
+        done.add(mod)
+        todo |= _module_imports(package_dir / f"{mod}.py") - done
+    return sorted(done)
+
+
+def library_hash(package_dir: Path | None = None,
+                 modules: list[str] | None = None) -> str:
+    """SHA-256 of sparselib's code: syntax trees, docstrings left out.
+
+    ``modules`` restricts it to those module names (see
+    :func:`used_modules`); by default every module but this tooling one.
+    """
+    package_dir = Path(package_dir or _PKG)
     h = hashlib.sha256()
     for path in sorted(package_dir.rglob("*.py")):
         if path.name in _NOT_LIBRARY_CODE:
+            continue
+        if modules is not None and path.stem not in modules:
             continue
         tree = _strip_docstrings(ast.parse(path.read_text()))
         h.update(str(path.relative_to(package_dir)).encode())
@@ -164,10 +240,12 @@ def run_notebook(notebook: Path, scale: str, output: Path | None = None, *,
     elapsed = time.perf_counter() - start
     nb = nbformat.read(str(output), as_version=4)
     _clean_metadata(nb)
+    modules = used_modules(nb)
     nb.metadata[PROVENANCE_KEY] = {
         "scale": scale,
         "code_sha256": code_hash(nb),
-        "sparselib_sha256": library_hash(),
+        "sparselib_modules": modules,
+        "sparselib_sha256": library_hash(modules=modules),
         "runtime_s": round(elapsed, 1),
         "executed_utc": _dt.datetime.now(_dt.timezone.utc)
         .strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -212,8 +290,13 @@ def freshness(notebook: Path) -> list[str]:
                         "not 'full'")
     if prov.get("code_sha256") != code_hash(nb):
         problems.append("the code changed after the outputs were made")
-    if prov.get("sparselib_sha256") != library_hash():
-        problems.append("sparselib changed after the outputs were made")
+    modules = used_modules(nb)
+    if prov.get("sparselib_modules") != modules:
+        problems.append(f"the notebook now uses the sparselib modules "
+                        f"{modules}, not {prov.get('sparselib_modules')}")
+    elif prov.get("sparselib_sha256") != library_hash(modules=modules):
+        problems.append("sparselib changed after the outputs were made "
+                        f"(in one of {', '.join(modules)})")
     texts = ["".join(o.get("text", "")) for c in code for o in c.outputs
              if o.get("output_type") == "stream"]
     if not any("scale=full" in t for t in texts):

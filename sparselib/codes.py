@@ -35,8 +35,8 @@ def codebook(kind: str, n_codes: int, n: int, a: int | None = None, *,
     """A codebook of ``n_codes`` binary patterns of length ``n``.
 
     ``kind`` is ``"local"`` (one-hot, ``a = 1``; needs ``n_codes <= n``),
-    ``"dense"`` (random, ``a = n // 2`` unless given) or ``"sparse"`` (random,
-    ``a`` required). Random patterns are drawn independently, so two items
+    ``"dense"`` (random, ``a = n // 2``) or ``"sparse"`` (random, ``a``
+    required). Random patterns are drawn independently, so two items
     may share a pattern when ``C(n, a)`` is small: that is interference too.
     Returns ``(n_codes, n)``. Chapter 1.
     """
@@ -55,7 +55,10 @@ def codebook(kind: str, n_codes: int, n: int, a: int | None = None, *,
             device = generator.device
         return torch.eye(n, device=device)[:n_codes]
     if kind == "dense":
-        a = n // 2 if a is None else a
+        if a not in (None, n // 2):
+            raise ValueError(f"a dense code has a = n // 2 = {n // 2}; got "
+                             f"a={a!r} (use kind='sparse' for other a)")
+        a = n // 2
     elif a is None:
         raise ValueError("a sparse code needs a (the number of active units)")
     a = check_int("a", a, minimum=1, maximum=n)

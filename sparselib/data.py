@@ -45,6 +45,9 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     created on demand.
     """
     if root is not None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root must be a folder path (str or Path); got "
+                            f"{root!r}")
         path, source = Path(root).expanduser(), "root"
     elif os.environ.get(DATA_ENV):
         path, source = Path(os.environ[DATA_ENV]).expanduser(), DATA_ENV
@@ -55,8 +58,8 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(
             f"dataset folder {str(path)!r} (from {source}) does not exist; "
-            f"create it, or point {DATA_ENV} at a folder holding "
-            f"{'/'.join(('MNIST', 'raw'))}/... in torchvision's layout")
+            f"create it, or point {DATA_ENV} at a folder holding MNIST/raw/ "
+            "or FashionMNIST/raw/ in torchvision's layout")
     return path
 
 
@@ -96,7 +99,8 @@ def load_images(name: str = "MNIST", split: str = "train", *, root=None,
     device : where to put the tensors (default CPU).
 
     Raises ``FileNotFoundError`` naming the expected files when they are
-    missing and cannot be downloaded. Chapter 1.
+    missing and cannot be downloaded. Part of the book's spine; used by
+    the chapters that train on images.
     """
     _check_name_split(name, split)
     if download not in ("auto", True, False):
@@ -139,14 +143,23 @@ def _missing_message(name, split, base, files):
         "torchvision's layout.")
 
 
-def load_mnist(split: str = "train", **kwargs):
-    """MNIST as ``(x, y)``; see :func:`load_images`. Chapter 1."""
-    return load_images("MNIST", split, **kwargs)
+def load_mnist(split: str = "train", *, root=None, download="auto",
+               flatten: bool = False, limit: int | None = None, device=None):
+    """MNIST as ``(x, y)``; see :func:`load_images` for the arguments.
+
+    Part of the book's spine (tested with it); used by the chapters that
+    train on images.
+    """
+    return load_images("MNIST", split, root=root, download=download,
+                       flatten=flatten, limit=limit, device=device)
 
 
-def load_fashion_mnist(split: str = "train", **kwargs):
-    """Fashion-MNIST as ``(x, y)``; see :func:`load_images`. Chapter 1."""
-    return load_images("FashionMNIST", split, **kwargs)
+def load_fashion_mnist(split: str = "train", *, root=None, download="auto",
+                       flatten: bool = False, limit: int | None = None,
+                       device=None):
+    """Fashion-MNIST as ``(x, y)``; see :func:`load_images`."""
+    return load_images("FashionMNIST", split, root=root, download=download,
+                       flatten=flatten, limit=limit, device=device)
 
 
 def loader(*tensors: torch.Tensor, batch_size: int = 64, shuffle: bool = True,

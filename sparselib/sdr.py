@@ -37,6 +37,8 @@ __all__ = [
     "random_sdr",
     "overlap",
     "expected_overlap",
+    "union_size_distribution",
+    "union_match_probabilities",
     "union_match_probability",
 ]
 
@@ -106,25 +108,25 @@ def log_match_probability(n: int, a: int, s: int, theta: int) -> float:
     return math.log(frac.numerator) - math.log(frac.denominator)
 
 
-def capacity_bits(n, k):
-    """Information capacity ``log2 C(n, k)`` in bits of an ``k``-of-``n`` code.
+def capacity_bits(n, a):
+    """Information capacity ``log2 C(n, a)`` in bits of an ``a``-of-``n`` code.
 
-    ``n`` and ``k`` are integers or integer arrays (broadcast together); the
+    ``n`` and ``a`` are integers or integer arrays (broadcast together); the
     result is a ``float`` or a NumPy array. Exact: the binomial coefficient is
-    a Python integer before its logarithm is taken. A dense code of ``n`` bits
-    that may use any pattern has ``n`` bits; a local (one-hot) code has
-    ``log2 n``. Chapter 1.
+    a Python integer before its logarithm is taken. A local (one-hot) code
+    has ``log2 n`` bits; a code free to use any of the ``2^n`` patterns has
+    ``n``. Chapter 1.
     """
-    n_arr, k_arr = np.broadcast_arrays(np.asarray(n), np.asarray(k))
-    if n_arr.dtype.kind not in "iu" or k_arr.dtype.kind not in "iu":
-        raise TypeError(f"n and k must be integers; got n={n!r}, k={k!r}")
+    n_arr, a_arr = np.broadcast_arrays(np.asarray(n), np.asarray(a))
+    if n_arr.dtype.kind not in "iu" or a_arr.dtype.kind not in "iu":
+        raise TypeError(f"n and a must be integers; got n={n!r}, a={a!r}")
     out = np.empty(n_arr.shape, dtype=float)
     for idx in np.ndindex(n_arr.shape):
         nn = check_int("n", int(n_arr[idx]), minimum=0)
-        kk = check_int("k", int(k_arr[idx]), minimum=0)
-        if kk > nn:
-            raise ValueError(f"k ({kk}) must be <= n ({nn})")
-        out[idx] = math.log2(math.comb(nn, kk))
+        aa = check_int("a", int(a_arr[idx]), minimum=0)
+        if aa > nn:
+            raise ValueError(f"a ({aa}) must be <= n ({nn})")
+        out[idx] = math.log2(math.comb(nn, aa))
     return float(out) if out.ndim == 0 else out
 
 
@@ -197,24 +199,111 @@ def match_probability_mc(n: int, a: int, s: int, theta: int,
         hits += int((overlap(x, pattern) >= theta).sum())
         done += m
     p = hits / n_trials
-    return p, math.sqrt(p * (1 - p) / n_trials)
+    # The error uses (hits + 1) / (n_trials + 2) (Agresti-Coull style), so
+    # that zero or all hits do not claim an error of exactly zero.
+    q = (hits + 1) / (n_trials + 2)
+    return p, math.sqrt(q * (1 - q) / n_trials)
+
+
+def _log_comb(n, k):
+    from scipy.special import gammaln
+
+    n, k = np.broadcast_arrays(np.asarray(n, float), np.asarray(k, float))
+    out = np.full(n.shape, -np.inf)
+    ok = (k >= 0) & (k <= n)
+    out[ok] = gammaln(n[ok] + 1) - gammaln(k[ok] + 1) - \
+        gammaln(n[ok] - k[ok] + 1)
+    return out
+
+
+def union_size_distribution(n: int, a: int, m: int) -> np.ndarray:
+    """Distribution of the number of bits on in a union of ``m`` random codes.
+
+    Each of the ``m`` codes has ``a`` of ``n`` bits on, drawn independently;
+    returns ``p`` of length ``n + 1`` with ``p[u] = P(union has u bits on)``.
+    Exact up to float rounding: codes are added one at a time, and a new
+    code lights ``k`` new bits with the hypergeometric probability
+    ``C(n - u, k) C(u, a - k) / C(n, a)`` (in log space). Sizes whose
+    probability is below 1e-30 of the largest are dropped. Chapter 1.
+    """
+    n = check_int("n", n, minimum=1)
+    a = check_int("a", a, minimum=0, maximum=n)
+    m = check_int("m", m, minimum=0)
+    p = np.zeros(n + 1)
+    p[0] = 1.0
+    k = np.arange(a + 1)
+    log_total = float(_log_comb(n, a))
+    for _ in range(m):
+        u = np.nonzero(p > 1e-30 * p.max())[0]
+        logw = (_log_comb(n - u[:, None], k[None, :]) +
+                _log_comb(u[:, None], a - k[None, :]) - log_total)
+        w = np.exp(logw) * p[u, None]
+        new = np.zeros(n + 1)
+        np.add.at(new, (u[:, None] + k[None, :]).clip(max=n), w)
+        p = new / new.sum()
+    return p
+
+
+def union_match_probabilities(n: int, a: int, ms, theta: int | None = None
+                              ) -> np.ndarray:
+    """:func:`union_match_probability` for every ``m`` in ``ms``, in one pass.
+
+    The union-size distribution is grown one code at a time up to
+    ``max(ms)``, and the false-positive rate read off at each requested
+    ``m``; once it exceeds ``1 - 1e-12`` (a saturated union) the rest are 1.
+    Returns an array shaped like ``ms``. Chapter 1.
+    """
+    from scipy.stats import hypergeom
+
+    n = check_int("n", n, minimum=1)
+    a = check_int("a", a, minimum=0, maximum=n)
+    theta = a if theta is None else check_int("theta", theta, minimum=0)
+    ms_arr = np.asarray(ms)
+    wanted = sorted({check_int("m", int(m), minimum=0)
+                     for m in ms_arr.ravel()})
+    out = {}
+    p = np.zeros(n + 1)
+    p[0] = 1.0
+    k = np.arange(a + 1)
+    log_total = float(_log_comb(n, a))
+    sizes = np.arange(n + 1)
+    tail = hypergeom(n, sizes, a).sf(theta - 1)  # match given u bits on
+    m, saturated = 0, False
+    for target in wanted:
+        while m < target and not saturated:
+            u = np.nonzero(p > 1e-30 * p.max())[0]
+            logw = (_log_comb(n - u[:, None], k[None, :]) +
+                    _log_comb(u[:, None], a - k[None, :]) - log_total)
+            new = np.zeros(n + 1)
+            np.add.at(new, (u[:, None] + k[None, :]).clip(max=n),
+                      np.exp(logw) * p[u, None])
+            p = new / new.sum()
+            m += 1
+            saturated = float(np.sum(p * tail)) > 1 - 1e-12
+        out[target] = 1.0 if saturated else \
+            float(np.clip(np.sum(p * tail), 0.0, 1.0))
+    return np.vectorize(lambda v: out[int(v)], otypes=[float])(ms_arr)
 
 
 def union_match_probability(n: int, a: int, m: int,
-                            theta: int | None = None) -> float:
-    """Approximate false-positive rate of a union of ``m`` random ``a``-codes.
+                            theta: int | None = None, *,
+                            exact: bool = True) -> float:
+    """False-positive rate of a union of ``m`` random ``a``-of-``n`` codes.
 
-    ``m`` random ``a``-of-``n`` codes are OR-ed into one union; a new random
-    ``a``-code is (falsely) recognised as a member when at least ``theta``
-    (default ``a``: all) of its bits lie in the union. The union's size is
-    replaced by its mean ``u = n (1 - (1 - a/n)^m)`` (rounded), which turns the
-    question into :func:`match_probability` with ``s = u``
-    (Ahmad & Hawkins 2016, section on unions). The chapter checks this
-    approximation by simulation. Chapter 1.
+    ``m`` random codes are OR-ed into one union; a new random ``a``-code is
+    (falsely) taken for a member when at least ``theta`` (default ``a``:
+    all) of its bits are on in the union. Exactly, that is
+    ``sum_u P(U = u) match_probability(n, a, u, theta)`` with the union size
+    ``U`` from :func:`union_size_distribution`. With ``exact=False`` the
+    union size is replaced by its mean ``n (1 - (1 - a/n)^m)`` -- the usual
+    back-of-envelope estimate (Ahmad & Hawkins 2016), which underestimates
+    the rate where it starts to rise. Chapter 1.
     """
     n = check_int("n", n, minimum=1)
     a = check_int("a", a, minimum=0, maximum=n)
     m = check_int("m", m, minimum=0)
     theta = a if theta is None else check_int("theta", theta, minimum=0)
-    u = int(round(n * (1 - (1 - a / n) ** m)))
-    return match_probability(n, a, u, theta)
+    if not exact:
+        u = int(round(n * (1 - (1 - a / n) ** m)))
+        return match_probability(n, a, u, theta)
+    return float(union_match_probabilities(n, a, [m], theta)[0])

@@ -38,6 +38,7 @@ __all__ = [
     "check_int",
     "check_probability",
     "glue",
+    "sci",
 ]
 
 #: The three scales at which every chapter runs.
@@ -254,3 +255,23 @@ def glue(name: str, value, display: bool = False):
         return value
     _glue(name, value, display=display)
     return value
+
+
+def sci(x: float, digits: int = 1) -> str:
+    """``x`` as LaTeX in scientific notation, for prose via glue.
+
+    ``sci(0.00123)`` is ``$1.2 \\times 10^{-3}$``; numbers between 0.01 and
+    1000 are written plainly, 0 as ``$0$``. Glue it as Markdown
+    (``sl.glue(name, Markdown(sl.sci(p)))``) and show it with the role
+    ``{glue:md}`` and the format ``myst``. Chapter 1.
+    """
+    digits = check_int("digits", digits, minimum=0)
+    if not isinstance(x, numbers.Real) or isinstance(x, bool):
+        raise TypeError(f"x must be a real number, got {x!r}")
+    x = float(x)
+    if x == 0 or x != x or x in (float("inf"), float("-inf")):
+        return f"${x:g}$" if x == x else "$\\mathrm{NaN}$"
+    if 0.01 <= abs(x) < 1000:
+        return f"${x:.{digits + 1}g}$"
+    mant, exp = f"{x:.{digits}e}".split("e")
+    return f"${mant} \\times 10^{{{int(exp)}}}$"

@@ -38,7 +38,7 @@ def widgets_enabled() -> bool:
 
 
 def explorer(render, controls: dict, *, note: str | None = None,
-             dpi: int = 90, enabled: bool | None = None):
+             dpi: int = 100, enabled: bool | None = None):
     """An explorer: ``render(**values) -> Figure`` redrawn on every change.
 
     ``controls`` maps each keyword of ``render`` to an ipywidgets control

@@ -6,15 +6,18 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from sparselib import chapters
 
 
-def run_nb(scale="full", counts=(1, 2), code=("x = 1", "print(x)")):
+def run_nb(scale="full", counts=(1, 2),
+           code=("import sparselib as sl", "x = sl.sdr.expected_overlap(4, 2)")):
     cells = [new_code_cell(src, execution_count=n)
              for src, n in zip(code, counts)]
     cells[-1].outputs = [new_output("stream", name="stdout",
                                     text=f"scale={scale} device=cpu\n")]
     nb = new_notebook(cells=cells)
+    modules = chapters.used_modules(nb)
     nb.metadata[chapters.PROVENANCE_KEY] = {
         "scale": scale, "code_sha256": chapters.code_hash(nb),
-        "sparselib_sha256": chapters.library_hash()}
+        "sparselib_modules": modules,
+        "sparselib_sha256": chapters.library_hash(modules=modules)}
     return nb
 
 
@@ -30,13 +33,13 @@ def test_fresh_notebook_passes(tmp_path):
 
 def test_edited_code_is_stale(tmp_path):
     nb = run_nb()
-    nb.cells[0].source = "x = 2"
+    nb.cells[0].source = "import sparselib as sl  # edited"
     assert "code changed" in " ".join(check(nb, tmp_path))
 
 
 def test_whitespace_at_line_ends_is_not_a_change(tmp_path):
     nb = run_nb()
-    nb.cells[0].source = "x = 1   \n"
+    nb.cells[0].source = "import sparselib as sl   \n"
     assert check(nb, tmp_path) == []
 
 
@@ -88,4 +91,30 @@ def test_injected_parameters_are_not_code():
     injected = new_code_cell('SCALE = "quick"')
     injected.metadata["tags"] = ["injected-parameters"]
     nb.cells.insert(0, injected)
-    assert chapters.code_cells(nb) == ["x = 1", "print(x)"]
+    assert chapters.code_cells(nb) == list(run_nb_code())
+
+
+def run_nb_code():
+    return ("import sparselib as sl", "x = sl.sdr.expected_overlap(4, 2)")
+
+
+def test_used_modules_follow_imports(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from . import a, b, c\n"
+                                     "from .c import helper\n")
+    (pkg / "a.py").write_text("from .b import f\n")
+    (pkg / "b.py").write_text("def f():\n    return 1\n")
+    (pkg / "c.py").write_text("def helper():\n    return 2\n")
+    nb = new_notebook(cells=[new_code_cell("sl.a.g()\nsl.helper()")])
+    assert chapters.used_modules(nb, pkg) == ["a", "b", "c"]
+    nb = new_notebook(cells=[new_code_cell("from sparselib import b")])
+    assert chapters.used_modules(nb, pkg) == ["b"]
+
+
+def test_a_change_elsewhere_in_the_library_is_not_stale(tmp_path):
+    nb = run_nb()
+    assert chapters.used_modules(nb) == ["sdr", "utils"]
+    assert check(nb, tmp_path) == []
+    nb.metadata[chapters.PROVENANCE_KEY]["sparselib_modules"] = ["utils"]
+    assert "now uses" in " ".join(check(nb, tmp_path))

@@ -83,3 +83,8 @@ def test_union():
     assert codes.union(c).tolist() == [1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="2-d"):
         codes.union(torch.ones(3))
+
+
+def test_dense_code_refuses_another_width():
+    with pytest.raises(ValueError, match="dense code has a = n // 2 = 5"):
+        codes.codebook("dense", 3, 10, a=2)

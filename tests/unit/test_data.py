@@ -76,3 +76,12 @@ def test_loader_checks_lengths():
     batches = list(data.loader(torch.arange(10), batch_size=4, shuffle=False))
     assert [b[0].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7],
                                                 [8, 9]]
+
+
+def test_argument_errors_name_the_public_function(tmp_path):
+    with pytest.raises(TypeError, match="train"):
+        data.load_mnist(train=False)
+    with pytest.raises(TypeError, match="root must be a folder path"):
+        data.load_mnist(root=123)
+    with pytest.raises(FileNotFoundError, match="FashionMNIST/raw"):
+        data.load_fashion_mnist(root=tmp_path / "missing")

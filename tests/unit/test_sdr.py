@@ -112,7 +112,11 @@ def test_monte_carlo_agrees_with_exact():
 def test_monte_carlo_standard_error_formula():
     g = torch.Generator().manual_seed(1)
     est, se = sdr.match_probability_mc(50, 25, 10, 5, 2000, generator=g)
-    assert se == pytest.approx(math.sqrt(est * (1 - est) / 2000))
+    q = (est * 2000 + 1) / 2002
+    assert se == pytest.approx(math.sqrt(q * (1 - q) / 2000))
+    # no hit at all: the estimate is 0, its error is not
+    est, se = sdr.match_probability_mc(2000, 10, 24, 10, 500, generator=g)
+    assert est == 0.0 and se > 0
 
 
 @pytest.mark.parametrize("args,exc,msg", [
@@ -144,7 +148,7 @@ def test_capacity_bits():
     grid = sdr.capacity_bits(np.array([10, 20]), np.array([[1], [2]]))
     assert grid.shape == (2, 2)
     assert grid[1, 0] == pytest.approx(math.log2(45))
-    with pytest.raises(ValueError, match="k"):
+    with pytest.raises(ValueError, match=r"a \(11\) must be <= n"):
         sdr.capacity_bits(10, 11)
     with pytest.raises(TypeError, match="integers"):
         sdr.capacity_bits(10.5, 2)
@@ -177,15 +181,48 @@ def test_overlap_and_expected_overlap():
     assert ov.mean().item() == pytest.approx(2.5, rel=0.05)
 
 
+def brute_union_sizes(n, a, m):
+    subsets = list(itertools.combinations(range(n), a))
+    counts = np.zeros(n + 1)
+    for combo in itertools.product(subsets, repeat=m):
+        counts[len(set().union(*combo))] += 1
+    return counts / counts.sum()
+
+
+@pytest.mark.parametrize("n,a,m", [(6, 2, 2), (5, 2, 3), (7, 3, 2), (4, 1, 4)])
+def test_union_size_distribution_by_enumeration(n, a, m):
+    np.testing.assert_allclose(sdr.union_size_distribution(n, a, m),
+                               brute_union_sizes(n, a, m), atol=1e-12)
+
+
 def test_union_match_probability_against_simulation():
     g = torch.Generator().manual_seed(0)
-    n, a, m = 1000, 20, 40
-    approx = sdr.union_match_probability(n, a, m, theta=15)
-    hits = 0
-    trials = 300
+    n, a, m, theta = 1000, 20, 40, 15
+    exact = sdr.union_match_probability(n, a, m, theta)
+    hits, trials, probes = 0, 400, 500
     for _ in range(trials):
         u = (sdr.random_sdr(m, n, a, generator=g).sum(0) > 0).float()
-        probe = sdr.random_sdr(200, n, a, generator=g)
-        hits += int((probe @ u >= 15).sum())
-    sim = hits / (trials * 200)
-    assert approx == pytest.approx(sim, rel=0.25)
+        hits += int((sdr.random_sdr(probes, n, a, generator=g) @ u
+                     >= theta).sum())
+    sim = hits / (trials * probes)
+    assert 0.01 < exact < 0.5
+    # unions vary, so allow a generous 4 % of relative error
+    assert sim == pytest.approx(exact, rel=0.04)
+    approx = sdr.union_match_probability(n, a, m, theta, exact=False)
+    assert approx == pytest.approx(exact, rel=0.3)
+
+
+def test_union_match_probability_limits():
+    assert sdr.union_match_probability(100, 5, 0) == 0.0
+    # a union of one code: the probe must equal that code
+    assert sdr.union_match_probability(20, 3, 1) == pytest.approx(
+        1 / math.comb(20, 3))
+    assert sdr.union_match_probability(50, 25, 200) == pytest.approx(1.0)
+
+
+def test_union_curve_in_one_pass_equals_single_values():
+    ms = [0, 1, 5, 30, 80]
+    curve = sdr.union_match_probabilities(300, 10, ms, theta=8)
+    single = [sdr.union_match_probability(300, 10, m, theta=8) for m in ms]
+    np.testing.assert_allclose(curve, single, rtol=1e-12)
+    assert np.all(np.diff(curve) >= 0)

@@ -166,3 +166,14 @@ def test_glue_checks_its_name():
     assert sl.glue("a_value", 3.5) == 3.5
     with pytest.raises(ValueError, match="name"):
         sl.glue("not a name", 1)
+
+
+@pytest.mark.parametrize("x,digits,text", [
+    (0.00123, 1, r"$1.2 \times 10^{-3}$"),
+    (1.086e-15, 2, r"$1.09 \times 10^{-15}$"),
+    (250000.0, 0, r"$2 \times 10^{5}$"),
+    (0.584, 2, "$0.584$"),
+    (0, 1, "$0$"),
+])
+def test_sci(x, digits, text):
+    assert sl.utils.sci(x, digits) == text

@@ -1,0 +1,465 @@
+"""Sparse coding as optimisation: ISTA, FISTA, LISTA and dictionary learning.
+
+The problem, for inputs ``x`` ``(batch, n_inputs)`` and a dictionary ``D``
+``(n_atoms, n_inputs)`` whose rows (atoms) have norm at most 1, is
+
+    min_a  1/2 ||x - a D||^2 + lam ||a||_1          (codes a: (batch, n_atoms))
+
+-- scikit-learn's convention (``components_`` are rows; ``sparse_encode``
+with ``alpha=lam`` minimises the same function), which makes it the oracle.
+The gradient of the smooth part is ``(a D - x) D^T``; it is Lipschitz with
+constant ``L = ||D D^T||_2``, the largest squared singular value of ``D``
+(:func:`lipschitz`, by power iteration). ISTA takes a gradient step of size
+``1/L`` and shrinks (:func:`soft_threshold`) -- O(1/k) in objective
+(Daubechies et al. 2004); FISTA adds Nesterov momentum -- O(1/k^2)
+(Beck & Teboulle 2009). LISTA unrolls ISTA into a network whose matrices and
+thresholds are learned (Gregor & LeCun 2010). :func:`learn_dictionary`
+alternates FISTA codes with a dictionary update that keeps every atom in the
+unit ball (Olshausen & Field 1996; Mairal et al. 2009).
+
+Everything is batched, runs on the device of its inputs and is
+differentiable (autograd flows through the iterations) unless stated.
+
+Introduced in chapter 2 ("Sparse coding as optimisation").
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+
+import torch
+
+from .utils import check_int, progress
+
+__all__ = [
+    "soft_threshold",
+    "objective",
+    "lipschitz",
+    "ista",
+    "fista",
+    "LISTA",
+    "project_atoms_",
+    "init_dictionary",
+    "learn_dictionary",
+    "DictionaryHistory",
+    "atom_recovery",
+]
+
+
+#: Factor on the power-iteration estimate of L in the default step size:
+#: the estimate is a lower bound, and a step above 1/L may diverge.
+STEP_SAFETY = 1.001
+
+# ---------------------------------------------------------------- checks
+
+
+def _check_lam(lam, n_atoms=None):
+    if isinstance(lam, torch.Tensor):
+        if torch.isnan(lam).any() or (lam < 0).any():
+            raise ValueError("lam must be >= 0 everywhere (no NaN)")
+        if lam.ndim > 1 or (lam.ndim == 1 and n_atoms is not None and
+                            lam.shape[0] not in (1, n_atoms)):
+            raise ValueError(f"lam must be a number or a vector of "
+                             f"n_atoms={n_atoms} values; got shape "
+                             f"{tuple(lam.shape)}")
+        return lam
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
+        raise TypeError(f"lam must be a real number >= 0, got {lam!r}")
+    if not lam >= 0:  # also NaN
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    return float(lam)
+
+
+def _check_xD(x, D):
+    for name, t in (("x", x), ("D", D)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got "
+                            f"{type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got "
+                            f"{t.dtype}")
+        if t.ndim != 2:
+            raise ValueError(f"{name} must be 2-d; got shape "
+                             f"{tuple(t.shape)}")
+    if x.shape[1] != D.shape[1]:
+        raise ValueError(
+            f"x is (batch, n_inputs={x.shape[1]}) but D is (n_atoms, "
+            f"n_inputs={D.shape[1]}): the n_inputs must match (atoms are "
+            "the rows of D)")
+    if x.device != D.device:
+        raise ValueError(f"x is on {x.device} but D on {D.device}")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or infinite values")
+    if not torch.isfinite(D).all():
+        raise ValueError("D contains NaN or infinite values")
+    norms = D.detach().norm(dim=1)
+    if (norms == 0).any():
+        i = int((norms == 0).nonzero()[0])
+        raise ValueError(f"D has a zero atom (row {i}); every atom needs a "
+                         "non-zero norm")
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def soft_threshold(z: torch.Tensor, lam, nonneg: bool = False) -> torch.Tensor:
+    """The proximal map of ``lam * |.|_1``: ``sign(z) max(|z| - lam, 0)``.
+
+    With ``nonneg=True``, the proximal map of ``lam |.|_1`` plus the
+    constraint ``a >= 0``: ``max(z - lam, 0)``. ``lam`` is a number or a
+    tensor broadcastable to ``z`` (one threshold per atom). Chapter 2.
+    """
+    lam = _check_lam(lam)
+    if nonneg:
+        return torch.relu(z - lam)
+    return torch.sign(z) * torch.relu(z.abs() - lam)
+
+
+def objective(x: torch.Tensor, D: torch.Tensor, a: torch.Tensor,
+              lam) -> torch.Tensor:
+    """``1/2 ||x - a D||^2 + lam ||a||_1`` for each sample: ``(batch,)``.
+
+    scikit-learn's lasso objective for ``sparse_encode`` (per sample, no
+    division by n_inputs). Chapter 2.
+    """
+    lam = _check_lam(lam, D.shape[0])
+    if a.shape != (x.shape[0], D.shape[0]):
+        raise ValueError(f"a must be (batch={x.shape[0]}, n_atoms="
+                         f"{D.shape[0]}); got {tuple(a.shape)}")
+    resid = x - a @ D
+    return 0.5 * (resid ** 2).sum(1) + (lam * a.abs()).sum(1)
+
+
+def lipschitz(D: torch.Tensor, n_iter: int = 300, tol: float = 1e-9,
+              generator=None) -> float:
+    """Largest eigenvalue of ``D D^T`` (= ``||D||_2^2``), by power iteration.
+
+    The Lipschitz constant of the gradient ``(a D - x) D^T``. Iterates on
+    the smaller of ``D D^T`` and ``D^T D`` (same largest eigenvalue) until
+    the estimate changes by less than ``tol`` (relative). The estimate
+    approaches ``L`` from below, so the solvers take the step
+    ``1 / (STEP_SAFETY * lipschitz(D))``. Chapter 2.
+    """
+    n_iter = check_int("n_iter", n_iter, minimum=1)
+    with torch.no_grad():
+        D = D.detach()
+        G = D @ D.T if D.shape[0] <= D.shape[1] else D.T @ D
+        if generator is None:  # deterministic, and the global RNG untouched
+            generator = torch.Generator().manual_seed(0)
+        v = torch.randn(G.shape[0], 1, generator=generator,
+                        dtype=G.dtype).to(G.device)
+        v = v / v.norm()
+        est = 0.0
+        for _ in range(n_iter):
+            w = G @ v
+            new = float(w.norm())
+            if new == 0:
+                return 0.0
+            v = w / new
+            if abs(new - est) <= tol * new:
+                est = new
+                break
+            est = new
+        return est
+
+
+# ---------------------------------------------------------------- solvers
+
+
+@dataclass
+class SolverInfo:
+    """What :func:`ista` / :func:`fista` did: iterations, stop, history."""
+
+    n_iter: int
+    converged: bool
+    step: float
+    objective: list = field(default_factory=list)
+
+
+def _solve(x, D, lam, n_iter, tol, step, nonneg, a0, momentum, track,
+           return_info):
+    _check_xD(x, D)
+    lam = _check_lam(lam, D.shape[0])
+    n_iter = check_int("n_iter", n_iter, minimum=1)
+    if tol < 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+    if step is None:
+        step = 1.0 / (STEP_SAFETY * lipschitz(D))
+    elif not step > 0:
+        raise ValueError(f"step must be > 0, got {step}")
+    batch, n_atoms = x.shape[0], D.shape[0]
+    if a0 is None:
+        a = torch.zeros(batch, n_atoms, device=x.device, dtype=x.dtype)
+    else:
+        if a0.shape != (batch, n_atoms):
+            raise ValueError(f"a0 must be ({batch}, {n_atoms}); got "
+                             f"{tuple(a0.shape)}")
+        a = a0
+    # Precompute the parts of the gradient that do not change.
+    xDt = x @ D.T          # (batch, n_atoms)
+    G = D @ D.T            # (n_atoms, n_atoms)
+    thr = lam * step
+    y, t = a, 1.0
+    info = SolverInfo(n_iter=0, converged=False, step=step)
+    for k in range(1, n_iter + 1):
+        grad = y @ G - xDt
+        a_new = soft_threshold(y - step * grad, thr, nonneg=nonneg)
+        if momentum:
+            t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
+            y = a_new + ((t - 1) / t_new) * (a_new - a)
+            t = t_new
+        else:
+            y = a_new
+        if track:
+            with torch.no_grad():
+                info.objective.append(float(objective(x, D, a_new, lam)
+                                            .mean()))
+        if tol > 0:
+            with torch.no_grad():
+                change = (a_new - a).norm(dim=1)
+                scale = a_new.norm(dim=1).clamp_min(1e-12)
+                done = bool((change <= tol * scale).all())
+        else:
+            done = False
+        a = a_new
+        info.n_iter = k
+        if done:
+            info.converged = True
+            break
+    return (a, info) if return_info else a
+
+
+def ista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 1000, *,
+         tol: float = 1e-6, step: float | None = None, nonneg: bool = False,
+         a0: torch.Tensor | None = None, track: bool = False,
+         return_info: bool = False):
+    """Iterative shrinkage-thresholding: codes ``a`` ``(batch, n_atoms)``.
+
+    Parameters
+    ----------
+    x : ``(batch, n_inputs)`` inputs.
+    D : ``(n_atoms, n_inputs)`` dictionary, atoms as rows (non-zero).
+    lam : L1 weight, a number >= 0 or a vector of one value per atom.
+    n_iter : iteration budget.
+    tol : stop when, for every sample, ``||a_k - a_{k-1}|| <= tol ||a_k||``;
+        0 runs the whole budget.
+    step : step size; default ``1 / L`` with ``L`` from :func:`lipschitz`.
+    nonneg : constrain codes to ``a >= 0``.
+    a0 : warm start (default zeros).
+    track : record the mean objective after every iteration.
+    return_info : also return a :class:`SolverInfo`.
+
+    Daubechies, Defrise & De Mol (2004). Chapter 2.
+    """
+    return _solve(x, D, lam, n_iter, tol, step, nonneg, a0, False, track,
+                  return_info)
+
+
+def fista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 1000, *,
+          tol: float = 1e-6, step: float | None = None, nonneg: bool = False,
+          a0: torch.Tensor | None = None, track: bool = False,
+          return_info: bool = False):
+    """FISTA: ISTA with Nesterov momentum, ``t_{k+1} = (1 + sqrt(1 + 4 t_k^2))/2``.
+
+    Same arguments and result as :func:`ista`; the objective gap falls as
+    O(1/k^2) instead of O(1/k). Beck & Teboulle (2009). Chapter 2.
+    """
+    return _solve(x, D, lam, n_iter, tol, step, nonneg, a0, True, track,
+                  return_info)
+
+
+class LISTA(torch.nn.Module):
+    """Learned ISTA: ``n_layers`` unrolled ISTA steps with learned weights.
+
+    ``z_0 = shrink(x W_e^T, theta)``, ``z_{k+1} = shrink(x W_e^T + z_k S,
+    theta)``, initialised as ISTA on ``D`` -- ``W_e = D / L`` (so
+    ``x W_e^T = x D^T / L``), ``S = I - D D^T / L``, ``theta = lam / L``
+    (one threshold per atom) -- and then trained, typically to regress the
+    converged codes of :func:`fista` (Gregor & LeCun 2010). With its initial
+    weights, ``LISTA(D, lam, k)(x)`` equals ``ista(x, D, lam, k, tol=0)``
+    (``L`` includes the factor ``STEP_SAFETY``).
+    Input ``(batch, n_inputs)``, output ``(batch, n_atoms)``. Chapter 2.
+    """
+
+    def __init__(self, D: torch.Tensor, lam, n_layers: int):
+        super().__init__()
+        n_layers = check_int("n_layers", n_layers, minimum=1)
+        lam = _check_lam(lam, D.shape[0])
+        D = D.detach()
+        L = STEP_SAFETY * lipschitz(D)
+        n_atoms = D.shape[0]
+        self.n_layers = n_layers
+        self.W_e = torch.nn.Parameter(D / L)
+        self.S = torch.nn.Parameter(
+            torch.eye(n_atoms, device=D.device, dtype=D.dtype) -
+            D @ D.T / L)
+        theta = torch.full((n_atoms,), 1.0, device=D.device,
+                           dtype=D.dtype) * lam / L
+        self.theta = torch.nn.Parameter(theta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 2 or x.shape[1] != self.W_e.shape[1]:
+            raise ValueError(f"x must be (batch, {self.W_e.shape[1]}); got "
+                             f"{tuple(x.shape)}")
+        b = x @ self.W_e.T
+        theta = self.theta.clamp_min(0)
+        z = soft_threshold(b, theta)
+        for _ in range(self.n_layers - 1):
+            z = soft_threshold(b + z @ self.S, theta)
+        return z
+
+
+# ---------------------------------------------------------------- dictionaries
+
+
+@torch.no_grad()
+def project_atoms_(D: torch.Tensor) -> torch.Tensor:
+    """Scale, in place, every atom (row) of norm > 1 back to norm 1.
+
+    The projection onto the constraint set ``||d_j|| <= 1``; atoms inside
+    the ball are left alone. Returns ``D``. Chapter 2.
+    """
+    norms = D.norm(dim=1, keepdim=True)
+    D.div_(norms.clamp_min(1.0))
+    return D
+
+
+def init_dictionary(x: torch.Tensor, n_atoms: int, *, generator=None,
+                    from_data: bool = True) -> torch.Tensor:
+    """A starting dictionary ``(n_atoms, n_inputs)`` with unit-norm atoms.
+
+    ``from_data``: randomly chosen inputs (normalised; zero rows replaced by
+    noise); otherwise Gaussian noise. Chapter 2.
+    """
+    n_atoms = check_int("n_atoms", n_atoms, minimum=1)
+    if from_data:
+        idx = torch.randperm(x.shape[0], generator=generator,
+                             device="cpu")[:n_atoms].to(x.device)
+        D = x[idx].clone()
+        if D.shape[0] < n_atoms:
+            extra = torch.randn(n_atoms - D.shape[0], x.shape[1],
+                                generator=generator).to(x)
+            D = torch.cat([D, extra])
+    else:
+        D = torch.randn(n_atoms, x.shape[1], generator=generator).to(x)
+    norms = D.norm(dim=1, keepdim=True)
+    bad = norms.squeeze(1) < 1e-8
+    if bad.any():
+        D[bad] = torch.randn(int(bad.sum()), x.shape[1],
+                             generator=generator).to(x)
+        norms = D.norm(dim=1, keepdim=True)
+    return D / norms
+
+
+@dataclass
+class DictionaryHistory:
+    """Per-epoch record of :func:`learn_dictionary`.
+
+    ``objective``: mean objective over the epoch's batches (codes from
+    FISTA, before the dictionary update); ``seconds``: wall-clock time since
+    the start; ``max_atom_norm``, ``mean_code_l1``.
+    """
+
+    objective: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    max_atom_norm: list = field(default_factory=list)
+    mean_code_l1: list = field(default_factory=list)
+
+
+def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
+                     n_epochs: int = 10, batch_size: int = 256,
+                     D0: torch.Tensor | None = None, project: bool = True,
+                     n_iter: int = 100, tol: float = 1e-4,
+                     forget: float = 0.5, generator=None,
+                     progress_bar: bool | None = None, callback=None):
+    """Learn a dictionary by alternating sparse coding and atom updates.
+
+    For each mini-batch: codes by warm-started :func:`fista`; then the
+    sufficient statistics ``A = sum a^T a`` and ``B = sum a^T x`` are updated
+    (older batches discounted by ``forget``) and every atom takes one block
+    coordinate step ``d_j <- d_j + (B_j - A_j D) / A_jj`` followed by the
+    projection onto the unit ball (Mairal, Bach, Ponce & Sapiro 2009).
+    ``project=False`` drops the projection -- the chapter's demonstration
+    of why the constraint is needed.
+
+    Parameters
+    ----------
+    x : ``(n_samples, n_inputs)`` training inputs.
+    n_atoms, lam : dictionary size and L1 weight.
+    n_epochs, batch_size : passes over ``x`` and mini-batch size.
+    D0 : starting dictionary (default :func:`init_dictionary`).
+    n_iter, tol : FISTA budget and tolerance per batch.
+    forget : weight of the old statistics at each batch, in [0, 1).
+    callback : ``callback(epoch, D)`` after every epoch.
+
+    Returns ``(D, history)`` with ``D`` ``(n_atoms, n_inputs)`` and a
+    :class:`DictionaryHistory`. Chapter 2.
+    """
+    import time
+
+    if not isinstance(x, torch.Tensor) or x.ndim != 2:
+        raise ValueError("x must be a 2-d tensor (n_samples, n_inputs)")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or infinite values")
+    lam = _check_lam(lam)
+    n_atoms = check_int("n_atoms", n_atoms, minimum=1)
+    n_epochs = check_int("n_epochs", n_epochs, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if not 0 <= forget < 1:
+        raise ValueError(f"forget must lie in [0, 1), got {forget}")
+    D = init_dictionary(x, n_atoms, generator=generator) if D0 is None \
+        else D0.detach().clone()
+    if D.shape != (n_atoms, x.shape[1]):
+        raise ValueError(f"D0 must be ({n_atoms}, {x.shape[1]}); got "
+                         f"{tuple(D.shape)}")
+    n = x.shape[0]
+    A = torch.zeros(n_atoms, n_atoms, device=x.device, dtype=x.dtype)
+    B = torch.zeros(n_atoms, x.shape[1], device=x.device, dtype=x.dtype)
+    codes = torch.zeros(n, n_atoms, device=x.device, dtype=x.dtype)
+    hist = DictionaryHistory()
+    start = time.perf_counter()
+    for epoch in progress(range(1, n_epochs + 1), "dictionary epochs",
+                          enabled=progress_bar):
+        perm = torch.randperm(n, generator=generator).to(x.device)
+        objs, l1s = [], []
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            xb = x[idx]
+            with torch.no_grad():
+                a = fista(xb, D, lam, n_iter, tol=tol, a0=codes[idx])
+                codes[idx] = a
+                objs.append(float(objective(xb, D, a, lam).mean()))
+                l1s.append(float(a.abs().sum(1).mean()))
+                A.mul_(forget).add_(a.T @ a)
+                B.mul_(forget).add_(a.T @ xb)
+                for j in range(n_atoms):
+                    if A[j, j] > 1e-12:
+                        D[j] += (B[j] - A[j] @ D) / A[j, j]
+                        if project:
+                            nj = D[j].norm()
+                            if nj > 1:
+                                D[j] /= nj
+        hist.objective.append(sum(objs) / len(objs))
+        hist.seconds.append(time.perf_counter() - start)
+        hist.max_atom_norm.append(float(D.norm(dim=1).max()))
+        hist.mean_code_l1.append(sum(l1s) / len(l1s))
+        if callback is not None:
+            callback(epoch, D)
+    return D, hist
+
+
+def atom_recovery(D_learned: torch.Tensor, D_true: torch.Tensor) -> float:
+    """Mean over true atoms of the best ``|cosine|`` with any learned atom.
+
+    1 when every true atom is found (up to sign and scale). Chapter 2.
+    """
+    if D_learned.ndim != 2 or D_true.ndim != 2 or \
+            D_learned.shape[1] != D_true.shape[1]:
+        raise ValueError(f"dictionaries must be (n_atoms, n_inputs) with the"
+                         f" same n_inputs; got {tuple(D_learned.shape)} and "
+                         f"{tuple(D_true.shape)}")
+    a = D_learned / D_learned.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    b = D_true / D_true.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return float((b @ a.T).abs().max(dim=1).values.mean())

@@ -1,0 +1,200 @@
+"""sparselib.coding against closed forms, scikit-learn's lasso and planted truths."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.decomposition import sparse_encode
+
+from sparselib import coding as C
+
+
+def random_problem(n_atoms=128, n_inputs=64, batch=50, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    D = torch.randn(n_atoms, n_inputs, generator=g, dtype=torch.float64)
+    D = D / D.norm(dim=1, keepdim=True)
+    x = torch.randn(batch, n_inputs, generator=g, dtype=torch.float64)
+    return x, D
+
+
+def sklearn_objective(x, D, lam, positive=False):
+    codes = sparse_encode(x.numpy(), D.numpy(), algorithm="lasso_cd",
+                          alpha=lam, max_iter=20_000, positive=positive)
+    return C.objective(x, D, torch.from_numpy(codes), lam)
+
+
+def test_orthonormal_dictionary_closed_form():
+    g = torch.Generator().manual_seed(1)
+    Q, _ = torch.linalg.qr(torch.randn(32, 32, generator=g,
+                                       dtype=torch.float64))
+    x = torch.randn(20, 32, generator=g, dtype=torch.float64)
+    exact = C.soft_threshold(x @ Q.T, 0.3)
+    # one ISTA step of size 1 (L = 1) is the solution...
+    torch.testing.assert_close(C.ista(x, Q, 0.3, 1, step=1.0, tol=0), exact)
+    # ... and the iterations converge to it with the default step
+    torch.testing.assert_close(C.fista(x, Q, 0.3, 500, tol=1e-12), exact,
+                               atol=1e-9, rtol=0)
+    assert (exact == 0).any() and (exact != 0).any()
+
+
+@pytest.mark.parametrize("solver,seed,lam,budget", [
+    (C.fista, 0, 0.1, 5000), (C.fista, 1, 0.5, 3000), (C.fista, 2, 1.0, 3000),
+    (C.ista, 1, 0.5, 20000), (C.ista, 2, 1.0, 20000)])
+def test_objective_matches_sklearn_lasso(solver, seed, lam, budget):
+    x, D = random_problem(seed=seed)
+    ours = C.objective(x, D, solver(x, D, lam, budget, tol=1e-10), lam)
+    ref = sklearn_objective(x, D, lam)
+    rel = ((ours - ref) / ref).abs().max().item()
+    assert rel < 1e-4, rel
+
+
+def test_nonneg_matches_sklearn_positive_lasso():
+    x, D = random_problem(seed=3)
+    a = C.fista(x, D, 0.2, 3000, tol=1e-10, nonneg=True)
+    assert (a >= 0).all()
+    ours = C.objective(x, D, a, 0.2)
+    ref = sklearn_objective(x, D, 0.2, positive=True)
+    assert ((ours - ref) / ref).abs().max().item() < 1e-4
+
+
+def test_lipschitz_is_the_squared_spectral_norm():
+    _, D = random_problem(n_atoms=100, n_inputs=40, seed=4)
+    ref = torch.linalg.matrix_norm(D, 2).item() ** 2
+    assert C.lipschitz(D) == pytest.approx(ref, rel=1e-6)
+    assert C.lipschitz(D.T) == pytest.approx(ref, rel=1e-6)
+
+
+def test_ista_is_monotone_and_fista_is_faster():
+    x, D = random_problem(n_atoms=200, n_inputs=50, seed=5)
+    _, i_info = C.ista(x, D, 0.1, 300, tol=0, track=True, return_info=True)
+    _, f_info = C.fista(x, D, 0.1, 300, tol=0, track=True, return_info=True)
+    best = C.objective(x, D, C.fista(x, D, 0.1, 4000, tol=1e-12),
+                       0.1).mean().item()
+    gi = np.array(i_info.objective) - best
+    gf = np.array(f_info.objective) - best
+    assert np.all(np.diff(i_info.objective) <= 1e-12)  # ISTA never rises
+    assert gf[99] < gi[99] / 10 and gf[299] < gi[299] / 10
+    assert f_info.n_iter == 300 and not f_info.converged
+
+
+def test_tolerance_stops_early():
+    x, D = random_problem(seed=6)
+    _, info = C.fista(x, D, 0.5, 10_000, tol=1e-4, return_info=True)
+    assert info.converged and info.n_iter < 10_000
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrays("float64", st.integers(1, 30),
+              elements=st.floats(-10, 10)), st.floats(0, 5))
+def test_soft_threshold_properties(z, lam):
+    z = torch.from_numpy(z)
+    s = C.soft_threshold(z, lam)
+    assert torch.all(s.abs() <= z.abs())             # never grows
+    assert torch.all(s[z.abs() <= lam] == 0)          # small values vanish
+    big = z.abs() > lam
+    torch.testing.assert_close(s[big], z[big] - lam * torch.sign(z[big]))
+    # the prox: s minimises 1/2 (u - z)^2 + lam |u|, better than nearby u
+    f = lambda u: 0.5 * (u - z) ** 2 + lam * u.abs()  # noqa: E731
+    for d in (1e-3, -1e-3):
+        assert torch.all(f(s) <= f(s + d) + 1e-12)
+
+
+def test_gradients_flow_through_the_iterations():
+    x, D = random_problem(n_atoms=6, n_inputs=4, batch=3, seed=7)
+    x = x.requires_grad_()
+    torch.autograd.gradcheck(
+        lambda x_: C.fista(x_, D, 0.05, 20, tol=0), (x,))
+
+
+def test_lista_starts_as_ista_and_learns():
+    x, D = random_problem(n_atoms=64, n_inputs=32, batch=512, seed=8)
+    x, D = x.float(), D.float()
+    net = C.LISTA(D, 0.2, n_layers=3)
+    torch.testing.assert_close(
+        net(x), C.ista(x, D, 0.2, 3, tol=0), atol=1e-5, rtol=1e-4)
+    target = C.fista(x, D, 0.2, 2000, tol=1e-8)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    before = (net(x) - target).pow(2).sum(1).mean().item()
+    for _ in range(300):
+        opt.zero_grad()
+        loss = (net(x) - target).pow(2).sum(1).mean()
+        loss.backward()
+        opt.step()
+    assert loss.item() < before / 2
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays("float64", st.tuples(st.integers(1, 8), st.integers(1, 8)),
+              elements=st.floats(-100, 100)))
+def test_projection_keeps_atoms_in_the_unit_ball(d):
+    D = torch.from_numpy(d.copy())
+    before = D.clone()
+    C.project_atoms_(D)
+    norms = before.norm(dim=1)
+    assert torch.all(D.norm(dim=1) <= 1 + 1e-12)
+    inside = norms <= 1
+    torch.testing.assert_close(D[inside], before[inside])
+
+
+def planted(seed=0, n_atoms=24, n_inputs=16, n=3000, k=3):
+    g = torch.Generator().manual_seed(seed)
+    D_true = torch.randn(n_atoms, n_inputs, generator=g)
+    D_true /= D_true.norm(dim=1, keepdim=True)
+    codes = torch.zeros(n, n_atoms)
+    support = torch.rand(n, n_atoms, generator=g).topk(k, dim=1).indices
+    values = torch.randn(n, k, generator=g).sign() * \
+        (1 + torch.rand(n, k, generator=g))
+    codes.scatter_(1, support, values)
+    return codes @ D_true, D_true
+
+
+def test_planted_dictionary_is_recovered():
+    x, D_true = planted()
+    g = torch.Generator().manual_seed(0)
+    D, hist = C.learn_dictionary(x, 24, 0.1, n_epochs=15, batch_size=256,
+                                 generator=g, progress_bar=False)
+    assert C.atom_recovery(D, D_true) >= 0.95
+    assert max(hist.max_atom_norm) <= 1 + 1e-6
+    assert hist.objective[-1] < hist.objective[0]
+
+
+def test_without_projection_atoms_grow_and_codes_shrink():
+    x, _ = planted(seed=1)
+    g = torch.Generator().manual_seed(1)
+    _, hist = C.learn_dictionary(x, 24, 0.5, n_epochs=8, project=False,
+                                 generator=g, progress_bar=False)
+    assert hist.max_atom_norm[-1] > 2 * hist.max_atom_norm[0]
+    assert hist.mean_code_l1[-1] < hist.mean_code_l1[0] / 2
+
+
+def test_atom_recovery_hand_made():
+    D = torch.eye(3)
+    assert C.atom_recovery(-D[[2, 0, 1]], D) == pytest.approx(1.0)
+    half = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert C.atom_recovery(half, D[:2]) == pytest.approx(2 ** -0.5)
+
+
+@pytest.mark.parametrize("make,exc,msg", [
+    (lambda x, D: C.fista(x[:, :10], D, 0.1), ValueError, "n_inputs"),
+    (lambda x, D: C.fista(x, D, -0.1), ValueError, "lam must be >= 0"),
+    (lambda x, D: C.ista(x, D, float("nan")), ValueError, "lam must be"),
+    (lambda x, D: C.fista(x, torch.cat([D, torch.zeros(1, D.shape[1],
+                          dtype=D.dtype)]), 0.1), ValueError, "zero atom"),
+    (lambda x, D: C.fista(x.clone().fill_(float("nan")), D, 0.1),
+     ValueError, "x contains NaN"),
+    (lambda x, D: C.fista(x.long(), D, 0.1), TypeError, "floating-point"),
+    (lambda x, D: C.fista(x, D, "0.1"), TypeError, "lam"),
+    (lambda x, D: C.fista(x, D, 0.1, 0), ValueError, "n_iter"),
+    (lambda x, D: C.fista(x, D, 0.1, step=-1.0), ValueError, "step"),
+    (lambda x, D: C.learn_dictionary(x, 0, 0.1), ValueError, "n_atoms"),
+    (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget=1.0), ValueError,
+     "forget"),
+    (lambda x, D: C.objective(x, D, torch.zeros(3, 3), 0.1), ValueError,
+     "a must be"),
+])
+def test_bad_input(make, exc, msg):
+    x, D = random_problem(n_atoms=20, n_inputs=12, batch=5)
+    with pytest.raises(exc, match=msg):
+        make(x, D)
