@@ -14,6 +14,7 @@ purpose:
 ``train``       a small training loop with a progress bar and a history
 ``plot``        the book's figure style and plotting helpers
 ``widgets``     explorers that are safe to run headless
+``benchmarks``  (tooling) speed ratios against scikit-learn, one process
 ``chapters``    (tooling) run chapters, check their outputs are fresh
 ==============  ===========================================================
 

@@ -24,7 +24,9 @@ import torch
 from .utils import check_int
 
 __all__ = ["DATA_ENV", "DATASETS", "data_root", "expected_files",
-           "load_mnist", "load_fashion_mnist", "load_images", "loader"]
+           "load_mnist", "load_fashion_mnist", "load_images", "loader",
+           "NATURAL_IMAGES", "natural_images", "whiten_image",
+           "natural_patches"]
 
 #: Environment variable naming the dataset folder.
 DATA_ENV = "SPARSELIB_DATA"
@@ -180,3 +182,94 @@ def loader(*tensors: torch.Tensor, batch_size: int = 64, shuffle: bool = True,
     return torch.utils.data.DataLoader(ds, batch_size=batch_size,
                                        shuffle=shuffle, generator=generator,
                                        drop_last=drop_last)
+
+
+#: Photographs shipped by scikit-image (``skimage.data.<name>``) and
+#: scikit-learn (``load_sample_image(name + ".jpg")``), used as natural images.
+NATURAL_IMAGES = ("astronaut", "camera", "coffee", "chelsea", "rocket",
+                  "grass", "gravel", "brick", "china", "flower")
+
+
+def natural_images(names=NATURAL_IMAGES) -> list:
+    """Grey-level photographs as float64 arrays in [0, 1].
+
+    From the images that scikit-image and scikit-learn ship (no download):
+    see :data:`NATURAL_IMAGES`. Colour images are converted with the
+    ITU-R 601 luma weights. Chapter 2.
+    """
+    import numpy as np
+
+    out = []
+    for name in names:
+        if name not in NATURAL_IMAGES:
+            raise ValueError(f"unknown image {name!r}; choose from "
+                             f"{NATURAL_IMAGES}")
+        if name in ("china", "flower"):
+            from sklearn.datasets import load_sample_image
+            img = load_sample_image(name + ".jpg")
+        else:
+            import skimage.data
+            img = getattr(skimage.data, name)()
+        img = np.asarray(img, dtype=np.float64) / 255.0
+        if img.ndim == 3:
+            img = img[..., :3] @ np.array([0.299, 0.587, 0.114])
+        out.append(img)
+    return out
+
+
+def whiten_image(img, f0: float = 0.4):
+    """Whiten an image with Olshausen & Field's filter ``f exp(-(f/f0)^4)``.
+
+    ``f`` is the radial spatial frequency in cycles per pixel (Nyquist 0.5),
+    ``f0`` the cut-off as a share of the Nyquist frequency (0.4: 200 cycles
+    per picture on a 512-pixel image, as in Olshausen & Field 1996). The
+    ramp ``f`` flattens the roughly ``1/f`` amplitude spectrum of natural
+    images; the exponential removes the highest, noisiest frequencies.
+    Returns an array of the same shape with zero mean and unit variance.
+    Chapter 2.
+    """
+    import numpy as np
+
+    img = np.asarray(img, dtype=np.float64)
+    if img.ndim != 2:
+        raise ValueError(f"img must be 2-d (grey levels); got shape "
+                         f"{img.shape}")
+    if not 0 < f0 <= 1:
+        raise ValueError(f"f0 must lie in (0, 1]; got {f0}")
+    fy = np.fft.fftfreq(img.shape[0])[:, None]
+    fx = np.fft.fftfreq(img.shape[1])[None, :]
+    f = np.sqrt(fx ** 2 + fy ** 2)
+    filt = f * np.exp(-(f / (f0 * 0.5)) ** 4)
+    out = np.real(np.fft.ifft2(np.fft.fft2(img - img.mean()) * filt))
+    return (out - out.mean()) / out.std()
+
+
+def natural_patches(size: int = 8, n_patches: int = 10_000, *,
+                    whiten: bool = True, names=NATURAL_IMAGES,
+                    generator: torch.Generator | None = None,
+                    dtype=torch.float32) -> torch.Tensor:
+    """Random ``size x size`` patches of natural photographs, flattened.
+
+    Each image is whitened (:func:`whiten_image`) unless ``whiten=False``;
+    patches are cut at random positions (``generator`` makes it repeatable),
+    their means removed, and the whole set scaled to unit variance per
+    pixel. Returns ``(n_patches, size * size)``. Chapter 2.
+    """
+    import numpy as np
+
+    size = check_int("size", size, minimum=2)
+    n_patches = check_int("n_patches", n_patches, minimum=1)
+    images = natural_images(names)
+    if whiten:
+        images = [whiten_image(im) for im in images]
+    g = generator if generator is not None else torch.Generator()
+    which = torch.randint(len(images), (n_patches,), generator=g)
+    out = np.empty((n_patches, size * size))
+    for i, w in enumerate(which.tolist()):
+        im = images[w]
+        r = int(torch.randint(im.shape[0] - size + 1, (1,), generator=g))
+        c = int(torch.randint(im.shape[1] - size + 1, (1,), generator=g))
+        out[i] = im[r:r + size, c:c + size].ravel()
+    out -= out.mean(axis=1, keepdims=True)
+    out /= out.std()
+    return torch.from_numpy(out).to(dtype)

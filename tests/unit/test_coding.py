@@ -198,3 +198,13 @@ def test_bad_input(make, exc, msg):
     x, D = random_problem(n_atoms=20, n_inputs=12, batch=5)
     with pytest.raises(exc, match=msg):
         make(x, D)
+
+
+def test_target_objective_stops_at_the_first_iteration_below_it():
+    x, D = random_problem(seed=9)
+    _, full = C.fista(x, D, 0.5, 200, tol=0, track=True, return_info=True)
+    target = full.objective[49]
+    _, info = C.fista(x, D, 0.5, 200, tol=0, target=target,
+                      return_info=True)
+    first = next(k for k, f in enumerate(full.objective, 1) if f <= target)
+    assert info.converged and info.n_iter == first

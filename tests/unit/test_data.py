@@ -85,3 +85,48 @@ def test_argument_errors_name_the_public_function(tmp_path):
         data.load_mnist(root=123)
     with pytest.raises(FileNotFoundError, match="FashionMNIST/raw"):
         data.load_fashion_mnist(root=tmp_path / "missing")
+
+
+def radial_power(img, bands):
+    import numpy as np
+    power = np.abs(np.fft.fft2(img)) ** 2
+    fy = np.fft.fftfreq(img.shape[0])[:, None]
+    fx = np.fft.fftfreq(img.shape[1])[None, :]
+    f = np.sqrt(fx ** 2 + fy ** 2)
+    return [power[(f >= lo) & (f < hi)].mean() for lo, hi in bands]
+
+
+def test_whitening_flattens_a_one_over_f_spectrum():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    fy = np.fft.fftfreq(256)[:, None]
+    fx = np.fft.fftfreq(256)[None, :]
+    f = np.sqrt(fx ** 2 + fy ** 2)
+    amp = np.where(f > 0, 1 / np.maximum(f, 1e-9), 0)
+    img = np.real(np.fft.ifft2(amp * np.exp(2j * np.pi * rng.random(f.shape))))
+    bands = [(0.02, 0.04), (0.08, 0.12)]
+    low, mid = radial_power(img, bands)
+    assert low / mid > 10                        # 1/f^2 power: steep
+    low, mid = radial_power(data.whiten_image(img), bands)
+    assert 0.5 < low / mid < 2                   # whitened: flat
+    w = data.whiten_image(img)
+    assert abs(w.mean()) < 1e-9 and abs(w.std() - 1) < 1e-9
+
+
+def test_natural_patches():
+    g = torch.Generator().manual_seed(0)
+    x = data.natural_patches(8, 500, generator=g)
+    assert x.shape == (500, 64) and x.dtype == torch.float32
+    torch.testing.assert_close(x.mean(1), torch.zeros(500), atol=1e-5,
+                               rtol=0)
+    assert x.std().item() == pytest.approx(1.0, rel=1e-4)
+    again = data.natural_patches(8, 500, generator=torch.Generator()
+                                 .manual_seed(0))
+    torch.testing.assert_close(x, again)
+    imgs = data.natural_images(["camera", "china"])
+    assert imgs[0].shape == (512, 512) and imgs[1].ndim == 2
+    assert 0 <= imgs[1].min() and imgs[1].max() <= 1
+    with pytest.raises(ValueError, match="unknown image"):
+        data.natural_images(["lena"])
+    with pytest.raises(ValueError, match="f0"):
+        data.whiten_image(imgs[0], f0=0)

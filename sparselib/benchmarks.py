@@ -1,0 +1,175 @@
+"""Benchmarks: ratios of running times measured in one process, one run.
+
+Targets are stated as ratios against a reference (scikit-learn) timed in the
+same process on the same data, never as absolute seconds, so a slow or busy
+machine changes both sides alike. Each function returns a dict of what it
+measured; ``python -m sparselib.benchmarks`` prints them.
+
+* :func:`encoding_vs_lars` -- batch sparse encoding: our :func:`~sparselib.coding.fista`
+  against ``sklearn.decomposition.sparse_encode(algorithm="lasso_lars")``,
+  FISTA being timed with the iteration count it needs to reach LARS's
+  objective within a relative ``rel`` (1e-4).
+* :func:`dictionary_vs_minibatch` -- dictionary learning: the time our
+  :func:`~sparselib.coding.learn_dictionary` needs to reach the objective that
+  ``MiniBatchDictionaryLearning`` reaches, against that estimator's time.
+
+Needs scikit-learn. Introduced in chapter 2 ("Sparse coding as
+optimisation").
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from .coding import fista, learn_dictionary, objective
+from .utils import check_int, get_device
+
+__all__ = ["encoding_vs_lars", "mean_objective", "dictionary_vs_minibatch"]
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_time(fn, repeat, device):
+    best = float("inf")
+    out = None
+    for _ in range(repeat):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def encoding_vs_lars(x: torch.Tensor, D: torch.Tensor, lam: float, *,
+                     rel: float = 1e-4, device="auto", repeat: int = 3,
+                     max_iter: int = 20_000) -> dict:
+    """Time FISTA against scikit-learn's LARS lasso on the same problem.
+
+    ``x`` ``(batch, n_inputs)`` and ``D`` ``(n_atoms, n_inputs)`` (CPU
+    tensors; FISTA runs on ``device``). scikit-learn encodes in float64 on
+    the CPU; FISTA in ``x``'s dtype. FISTA's iteration count is the first at
+    which its total objective is within ``rel`` of LARS's (found in an
+    untimed run), and that many iterations are then timed with ``tol=0``.
+    Returns times (best of ``repeat``), the speed-up ``ratio =
+    t_sklearn / t_fista``, objectives and the iteration count. Chapter 2.
+    """
+    from sklearn.decomposition import sparse_encode
+
+    repeat = check_int("repeat", repeat, minimum=1)
+    dev = get_device(device)
+    x_np = x.detach().cpu().double().numpy()
+    D_np = D.detach().cpu().double().numpy()
+    t_sk, codes = _best_time(
+        lambda: sparse_encode(x_np, D_np, algorithm="lasso_lars", alpha=lam),
+        repeat, torch.device("cpu"))
+    x64, D64 = x.detach().cpu().double(), D.detach().cpu().double()
+    obj_sk = float(objective(x64, D64, torch.from_numpy(codes), lam).sum())
+    xd, Dd = x.detach().to(dev), D.detach().to(dev)
+    target = obj_sk * (1 + rel) / x.shape[0]
+    _, info = fista(xd, Dd, lam, max_iter, tol=0, target=target,
+                    return_info=True)
+    if not info.converged:
+        raise RuntimeError(f"FISTA did not reach LARS's objective within "
+                           f"{max_iter} iterations")
+    n_iter = info.n_iter
+    t_fista, a = _best_time(lambda: fista(xd, Dd, lam, n_iter, tol=0),
+                            repeat, dev)
+    obj_f = float(objective(x64, D64, a.cpu().double(), lam).sum())
+    return {"device": str(dev), "batch": x.shape[0], "n_atoms": D.shape[0],
+            "n_inputs": D.shape[1], "t_sklearn": t_sk, "t_fista": t_fista,
+            "ratio": t_sk / t_fista, "n_iter": n_iter,
+            "objective_sklearn": obj_sk, "objective_fista": obj_f,
+            "rel_gap": (obj_f - obj_sk) / obj_sk}
+
+
+def mean_objective(x: torch.Tensor, D: torch.Tensor, lam: float,
+                   n_iter: int = 2000) -> float:
+    """Mean objective of ``D`` on ``x`` with codes from a tight FISTA."""
+    a = fista(x, D, lam, n_iter, tol=1e-7)
+    return float(objective(x, D, a, lam).mean())
+
+
+def dictionary_vs_minibatch(x: torch.Tensor, n_atoms: int, lam: float, *,
+                            sk_epochs: int = 5, batch_size: int = 256,
+                            max_epochs: int = 30, seed: int = 0,
+                            device="auto") -> dict:
+    """Time to reach MiniBatchDictionaryLearning's objective, ours against it.
+
+    scikit-learn's ``MiniBatchDictionaryLearning`` (LARS codes, block
+    coordinate atom updates) runs ``sk_epochs`` passes over ``x`` and is
+    timed; both dictionaries are then scored with the same encoder (a tight
+    FISTA) on all of ``x``. Our :func:`~sparselib.coding.learn_dictionary` runs epoch by
+    epoch until its dictionary scores as well; its time excludes the
+    scoring. Returns both times, ``ratio = t_ours / t_sklearn`` (goal: at
+    most 1/5) and the objectives. Chapter 2.
+    """
+    from sklearn.decomposition import MiniBatchDictionaryLearning
+
+    dev = get_device(device)
+    x_np = x.detach().cpu().double().numpy()
+    est = MiniBatchDictionaryLearning(
+        n_components=n_atoms, alpha=lam, batch_size=batch_size,
+        max_iter=sk_epochs, tol=0.0, max_no_improvement=None,
+        random_state=seed, transform_algorithm="lasso_lars")
+    t0 = time.perf_counter()
+    est.fit(x_np)
+    t_sk = time.perf_counter() - t0
+    xd = x.detach().to(dev)
+    D_sk = torch.from_numpy(est.components_).to(xd)
+    obj_sk = mean_objective(xd, D_sk, lam)
+
+    scores = []
+
+    def score(epoch, D):
+        scores.append(mean_objective(xd, D, lam))
+        return scores[-1] <= obj_sk  # True stops the training
+
+    g = torch.Generator().manual_seed(seed)
+    _, hist = learn_dictionary(xd, n_atoms, lam, n_epochs=max_epochs,
+                               batch_size=batch_size, generator=g,
+                               progress_bar=False, callback=score)
+    reached = scores[-1] <= obj_sk
+    t_ours = hist.seconds[-1]
+    return {"device": str(dev), "n_samples": x.shape[0],
+            "n_atoms": n_atoms, "t_sklearn": t_sk, "t_ours": t_ours,
+            "ratio": t_ours / t_sk, "reached": reached,
+            "epochs_ours": len(scores), "objective_sklearn": obj_sk,
+            "objective_ours": scores[-1] if scores else float("nan")}
+
+
+def main(argv=None) -> int:
+    from .data import natural_patches
+
+    parser = argparse.ArgumentParser(prog="python -m sparselib.benchmarks",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--patches", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    g = torch.Generator().manual_seed(0)
+    x = natural_patches(8, args.patches, generator=g)
+    D = torch.randn(128, 64, generator=g)
+    D /= D.norm(dim=1, keepdim=True)
+    enc = encoding_vs_lars(x[:args.batch], D, 0.2, device=args.device)
+    print(f"encoding {args.batch} patches: sklearn lasso_lars "
+          f"{enc['t_sklearn']:.3f} s, FISTA ({enc['n_iter']} it.) "
+          f"{enc['t_fista']:.3f} s on {enc['device']}: "
+          f"{enc['ratio']:.1f}x faster (objective gap "
+          f"{enc['rel_gap']:+.1e})")
+    dl = dictionary_vs_minibatch(x, 128, 0.2, device=args.device)
+    print(f"dictionary learning: sklearn MiniBatchDictionaryLearning "
+          f"{dl['t_sklearn']:.1f} s, ours {dl['t_ours']:.1f} s to the same "
+          f"objective ({dl['epochs_ours']} epochs, reached={dl['reached']}):"
+          f" ratio {dl['ratio']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
