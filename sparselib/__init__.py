@@ -30,14 +30,15 @@ Everything is device-agnostic (tensors are made on the device of their
 inputs) and works under autograd and ``torch.no_grad``.
 """
 
-from . import codes, coding, data, metrics, plot, sdr, train, utils, widgets
+from . import (benchmarks, codes, coding, data, metrics, plot, sdr, train,
+               utils, widgets)
 from .utils import (RunConfig, get_device, glue, progress, resolve_scale,
                     sci, seed_everything, setup)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "codes", "coding", "data", "metrics", "plot", "sdr", "train", "utils", "widgets",
+    "benchmarks", "codes", "coding", "data", "metrics", "plot", "sdr", "train", "utils", "widgets",
     "RunConfig", "get_device", "glue", "progress", "resolve_scale",
     "sci", "seed_everything",
     "setup",

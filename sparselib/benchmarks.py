@@ -108,7 +108,8 @@ def dictionary_vs_minibatch(x: torch.Tensor, n_atoms: int, lam: float, *,
     FISTA) on all of ``x``. Our :func:`~sparselib.coding.learn_dictionary` runs epoch by
     epoch until its dictionary scores as well; its time excludes the
     scoring. Returns both times, ``ratio = t_ours / t_sklearn`` (goal: at
-    most 1/5) and the objectives. Chapter 2.
+    most 1/5), the objectives and both dictionaries (``D_sklearn``,
+    ``D_ours``). Chapter 2.
     """
     from sklearn.decomposition import MiniBatchDictionaryLearning
 
@@ -132,7 +133,7 @@ def dictionary_vs_minibatch(x: torch.Tensor, n_atoms: int, lam: float, *,
         return scores[-1] <= obj_sk  # True stops the training
 
     g = torch.Generator().manual_seed(seed)
-    _, hist = learn_dictionary(xd, n_atoms, lam, n_epochs=max_epochs,
+    D_ours, hist = learn_dictionary(xd, n_atoms, lam, n_epochs=max_epochs,
                                batch_size=batch_size, generator=g,
                                progress_bar=False, callback=score)
     reached = scores[-1] <= obj_sk
@@ -141,7 +142,8 @@ def dictionary_vs_minibatch(x: torch.Tensor, n_atoms: int, lam: float, *,
             "n_atoms": n_atoms, "t_sklearn": t_sk, "t_ours": t_ours,
             "ratio": t_ours / t_sk, "reached": reached,
             "epochs_ours": len(scores), "objective_sklearn": obj_sk,
-            "objective_ours": scores[-1] if scores else float("nan")}
+            "objective_ours": scores[-1] if scores else float("nan"),
+            "D_sklearn": D_sk.cpu(), "D_ours": D_ours.cpu()}
 
 
 def main(argv=None) -> int:

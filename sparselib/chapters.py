@@ -59,8 +59,10 @@ def chapter_notebooks(root: Path = ROOT) -> list[Path]:
 
 
 def golden_path(notebook: Path, root: Path = ROOT) -> Path:
-    """Where the quick-scale nbval golden of ``notebook`` lives."""
-    return root / "tests" / "golden" / notebook.name
+    """Where the quick-scale nbval golden of ``notebook`` lives:
+    ``tests/golden/<chapter folder>/<notebook name>``."""
+    notebook = Path(notebook)
+    return root / "tests" / "golden" / notebook.parent.name / notebook.name
 
 
 def _is_injected(cell) -> bool:
@@ -221,6 +223,9 @@ def run_notebook(notebook: Path, scale: str, output: Path | None = None, *,
     widgets = (scale == "full") if widgets is None else widgets
     env = {"SPARSELIB_SCALE": scale, "SPARSELIB_WIDGETS": "1" if widgets
            else "0", "PYTHONHASHSEED": "0"}
+    shared = ROOT.parent / "shared" / "data"  # this project's data folder
+    if not os.environ.get("SPARSELIB_DATA") and shared.is_dir():
+        env["SPARSELIB_DATA"] = str(shared)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     start = time.perf_counter()
@@ -257,7 +262,7 @@ def run_notebook(notebook: Path, scale: str, output: Path | None = None, *,
 
 def make_golden(notebook: Path, progress: bool = False) -> Path:
     """Run ``notebook`` at quick scale into ``tests/golden/``."""
-    return run_notebook(notebook, "quick", golden_path(Path(notebook)),
+    return run_notebook(notebook, "quick", golden_path(Path(notebook).resolve()),
                         progress=progress)
 
 

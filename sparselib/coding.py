@@ -380,7 +380,8 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
                      n_epochs: int = 10, batch_size: int = 256,
                      D0: torch.Tensor | None = None, project: bool = True,
                      n_iter: int = 100, tol: float = 1e-4,
-                     forget: float = 0.5, generator=None,
+                     forget: float = 0.5, nonneg: bool = False,
+                     generator=None,
                      progress_bar: bool | None = None, callback=None):
     """Learn a dictionary by alternating sparse coding and atom updates.
 
@@ -400,6 +401,8 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
     D0 : starting dictionary (default :func:`init_dictionary`).
     n_iter, tol : FISTA budget and tolerance per batch.
     forget : weight of the old statistics at each batch, in [0, 1).
+    nonneg : constrain the codes to be non-negative (parts-based
+        dictionaries, as for digits).
     callback : ``callback(epoch, D)`` after every epoch; returning True
         stops the training. Its time is left out of ``history.seconds``.
 
@@ -438,7 +441,8 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
             idx = perm[i:i + batch_size]
             xb = x[idx]
             with torch.no_grad():
-                a = fista(xb, D, lam, n_iter, tol=tol, a0=codes[idx])
+                a = fista(xb, D, lam, n_iter, tol=tol, a0=codes[idx],
+                          nonneg=nonneg)
                 codes[idx] = a
                 objs.append(float(objective(xb, D, a, lam).mean()))
                 l1s.append(float(a.abs().sum(1).mean()))
