@@ -4,19 +4,22 @@ sparse coding and sparse representations in neural networks.
 Every chapter does ``import sparselib as sl``. The modules, each with one
 purpose:
 
-==============  ===========================================================
-``utils``       scale, device and seed of a run (:func:`~sparselib.utils.setup`), checks
-``sdr``         SDR theory: capacity, exact match probability, Monte Carlo
-``codes``       local / dense / sparse codebooks, damage, recognition
-``coding``      sparse coding: ISTA, FISTA, LISTA, dictionary learning
-``metrics``     L0, AVR, population / lifetime / Hoyer sparsity, entropy
-``data``        MNIST and Fashion-MNIST from ``$SPARSELIB_DATA``
-``train``       a small training loop with a progress bar and a history
-``plot``        the book's figure style and plotting helpers
-``widgets``     explorers that are safe to run headless
-``benchmarks``  (tooling) speed ratios against scikit-learn, one process
-``chapters``    (tooling) run chapters, check their outputs are fresh
-==============  ===========================================================
+================  ===========================================================
+``utils``         scale, device and seed of a run (:func:`~sparselib.utils.setup`), checks
+``sdr``           SDR theory: capacity, exact match probability, Monte Carlo
+``codes``         local / dense / sparse codebooks, damage, recognition
+``coding``        sparse coding: ISTA, FISTA, LISTA, dictionary learning
+``layers``        NdLinear, nearest Kronecker product, TopK
+``losses``        reconstruction losses, L1 and KL sparsity penalties
+``autoencoders``  sparse autoencoders: KL, L1, TopK (AuxK); Linear or NdLinear
+``metrics``       L0, AVR, population / lifetime / Hoyer sparsity, entropy
+``data``          MNIST and Fashion-MNIST from ``$SPARSELIB_DATA``
+``train``         a small training loop with a progress bar and a history
+``plot``          the book's figure style and plotting helpers
+``widgets``       explorers that are safe to run headless
+``benchmarks``    (tooling) speed ratios against scikit-learn, one process
+``chapters``      (tooling) run chapters, check their outputs are fresh
+================  ===========================================================
 
 Notation, shared by code and maths (see the book's notation page):
 ``x`` inputs ``(batch, n_inputs)``; ``D`` a dictionary ``(n_atoms, n_inputs)``
@@ -30,15 +33,16 @@ Everything is device-agnostic (tensors are made on the device of their
 inputs) and works under autograd and ``torch.no_grad``.
 """
 
-from . import (benchmarks, codes, coding, data, metrics, plot, sdr, train,
-               utils, widgets)
+from . import (autoencoders, benchmarks, codes, coding, data, layers, losses,
+               metrics, plot, sdr, train, utils, widgets)
 from .utils import (RunConfig, get_device, glue, progress, resolve_scale,
                     sci, seed_everything, setup)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "benchmarks", "codes", "coding", "data", "metrics", "plot", "sdr", "train", "utils", "widgets",
+    "autoencoders", "benchmarks", "codes", "coding", "data", "layers",
+    "losses", "metrics", "plot", "sdr", "train", "utils", "widgets",
     "RunConfig", "get_device", "glue", "progress", "resolve_scale",
     "sci", "seed_everything",
     "setup",

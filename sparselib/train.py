@@ -14,6 +14,7 @@ Introduced in chapter 1; used by every chapter that trains a network.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -22,7 +23,8 @@ from tqdm.auto import tqdm
 
 from .utils import check_int, progress_enabled
 
-__all__ = ["History", "fit", "batched_apply", "accuracy"]
+__all__ = ["History", "fit", "fit_full_batch", "convergence_epoch",
+           "batched_apply", "accuracy"]
 
 
 @dataclass
@@ -31,7 +33,8 @@ class History:
 
     ``step[key]`` is a list with one value per optimiser step (``"loss"``
     and whatever ``loss_fn`` logged); ``epoch[key]`` one value per epoch
-    (``"loss"``, the epoch's mean training loss, and whatever ``evaluate``
+    (``"loss"``, the epoch's mean training loss, ``"seconds"``, its
+    training wall-clock time without ``evaluate``, and whatever ``evaluate``
     returned). ``epoch["epoch"]`` counts from 1.
     """
 
@@ -84,6 +87,7 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
     if device is None:
         p = next(model.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device)
     hist = History()
     try:
         per_epoch = len(loader)
@@ -99,6 +103,7 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
         for epoch in range(1, n_epochs + 1):
             model.train()
             losses = []
+            t0 = time.perf_counter()
             for batch in loader:
                 batch = tuple(t.to(device) for t in batch)
                 loss, logs = _split(loss_fn(model, *batch))
@@ -121,6 +126,9 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
                     break
             if scheduler is not None:
                 scheduler.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            hist.epoch["seconds"].append(time.perf_counter() - t0)
             hist.epoch["epoch"].append(epoch)
             hist.epoch["loss"].append(
                 sum(losses) / len(losses) if losses else math.nan)
@@ -134,6 +142,75 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
     finally:
         bar.close()
     return hist
+
+
+def fit_full_batch(model: torch.nn.Module, loss_fn, n_iter: int, *,
+                   history_size: int = 20, progress=None,
+                   desc: str = "L-BFGS") -> History:
+    """Minimise ``loss_fn(model)`` over the whole data set with L-BFGS.
+
+    The protocol of the UFLDL exercises (400 L-BFGS iterations on the full
+    batch): ``torch.optim.LBFGS`` with a strong-Wolfe line search, at most
+    ``n_iter`` iterations. ``loss_fn(model)`` returns the loss or
+    ``(loss, logs)``; ``History.step`` records every evaluation (line-search
+    evaluations included), ``History.epoch`` the final values once.
+    Chapter "Sparse autoencoders".
+    """
+    n_iter = check_int("n_iter", n_iter, minimum=1)
+    history_size = check_int("history_size", history_size, minimum=1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.LBFGS(params, max_iter=n_iter, max_eval=n_iter * 5 // 4,
+                            history_size=history_size, tolerance_grad=0.0,
+                            tolerance_change=0.0,
+                            line_search_fn="strong_wolfe")
+    hist = History()
+    bar = tqdm(total=n_iter * 5 // 4, desc=desc, leave=False,
+               disable=not progress_enabled(progress))
+    model.train()
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss, logs = _split(loss_fn(model))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss became {loss.item()} at evaluation "
+                f"{len(hist.step['loss']) + 1}")
+        loss.backward()
+        hist.step["loss"].append(loss.item())
+        for k, v in logs.items():
+            hist.step[k].append(float(v))
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
+        return loss
+
+    try:
+        opt.step(closure)
+    finally:
+        bar.close()
+    hist.epoch["epoch"].append(1)
+    for k, v in hist.step.items():
+        hist.epoch[k].append(v[-1])
+    return hist
+
+
+def convergence_epoch(values, rel_tol: float = 0.01) -> int:
+    """First epoch (counting from 1) whose value is within ``rel_tol`` of the best.
+
+    ``values`` are per-epoch losses (lower is better); the epoch returned is
+    the first ``e`` with ``values[e] <= min(values) + rel_tol * |min(values)|``.
+    A definition, not a test of convergence: it says when a run got within
+    1 % (by default) of the best it ever did. Chapter "Sparse autoencoders".
+    """
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("values is empty")
+    if any(math.isnan(v) for v in vals):
+        raise ValueError("values contains NaN")
+    if not (isinstance(rel_tol, (int, float)) and rel_tol >= 0):
+        raise ValueError(f"rel_tol must be a number >= 0, got {rel_tol!r}")
+    best = min(vals)
+    bound = best + rel_tol * abs(best)
+    return next(i for i, v in enumerate(vals, start=1) if v <= bound)
 
 
 @torch.no_grad()

@@ -81,3 +81,35 @@ def test_accuracy_hand_made():
     assert train.accuracy(model, x, y, batch_size=3) == 0.75
     with pytest.raises(ValueError, match="rows"):
         train.accuracy(model, x, y[:2])
+
+
+def test_fit_full_batch_reaches_least_squares_solution():
+    x, y = regression_problem()
+    model = torch.nn.Linear(5, 1, bias=False)
+    hist = train.fit_full_batch(
+        model, lambda m: torch.nn.functional.mse_loss(m(x), y), n_iter=50)
+    w = torch.linalg.lstsq(x, y).solution
+    torch.testing.assert_close(model.weight.detach().T, w, atol=1e-5,
+                               rtol=1e-4)
+    assert hist.step["loss"][-1] <= hist.step["loss"][0]
+    assert hist.epoch["loss"] == [hist.step["loss"][-1]]
+
+
+def test_fit_records_epoch_seconds():
+    x, y = regression_problem(n=64)
+    model = torch.nn.Linear(5, 1)
+    hist = train.fit(model, sl.data.loader(x, y, batch_size=16),
+                     lambda m, a, b: ((m(a) - b) ** 2).mean(),
+                     torch.optim.SGD(model.parameters(), lr=0.01), 3)
+    assert len(hist.epoch["seconds"]) == 3
+    assert all(s >= 0 for s in hist.epoch["seconds"])
+
+
+def test_convergence_epoch_hand_cases():
+    assert train.convergence_epoch([5.0, 2.0, 1.009, 1.0, 1.001]) == 3
+    assert train.convergence_epoch([5.0, 2.0, 1.02, 1.0], rel_tol=0.0) == 4
+    assert train.convergence_epoch([1.0, 2.0, 3.0]) == 1
+    with pytest.raises(ValueError, match="empty"):
+        train.convergence_epoch([])
+    with pytest.raises(ValueError, match="rel_tol"):
+        train.convergence_epoch([1.0], rel_tol=-1)

@@ -1,0 +1,301 @@
+"""Sparse autoencoders: one encoder, one decoder, a choice of sparsity.
+
+:class:`SparseAutoencoder` maps ``x`` ``(batch, *in_shape)`` to hidden
+activations ``h`` ``(batch, n_hidden)`` and back to ``x_hat`` (the shape of
+``x``). Its sparsity comes from one of
+
+* ``"kl"`` -- sigmoid units and UFLDL's penalty
+  ``beta * sum_j KL(rho || rho_hat_j)`` (:func:`sparselib.losses.kl_sparsity`);
+* ``"l1"`` -- ReLU units and ``lam * mean_batch sum_j |h_j|``
+  (:func:`sparselib.losses.l1_activity`);
+* ``"topk"`` -- keep the ``k`` largest pre-activations, ReLU, zero the rest
+  (:func:`sparselib.layers.topk_relu`): exactly ``k`` active units, no
+  penalty. Latents that have not fired for ``dead_after`` examples count as
+  dead; ``aux_k`` turns on the AuxK loss of Gao et al. (2024), which asks
+  the ``aux_k`` largest dead latents to reconstruct the residual;
+* ``"none"`` -- a plain autoencoder (sigmoid units).
+
+Encoder and decoder are :class:`torch.nn.Linear` (``layer="linear"``) or
+:class:`sparselib.layers.NdLinear` (``layer="ndlinear"``, with
+``hidden_shape`` a tuple of as many axes as ``in_shape``). An optional
+weight decay ``weight_decay * 1/2 sum W^2`` completes UFLDL's objective.
+
+:meth:`SparseAutoencoder.loss` returns ``(total, logs)``, the form that
+:func:`sparselib.train.fit` expects.
+
+Introduced in the chapter "Sparse autoencoders".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .layers import NdLinear, _shape, topk_relu
+from .losses import (kl_sparsity, l1_activity, normalized_mse,
+                     reconstruction_loss, weight_decay)
+from .utils import check_int, check_probability
+
+__all__ = ["SparseAutoencoder", "SPARSITIES"]
+
+#: The sparsity mechanisms :class:`SparseAutoencoder` knows.
+SPARSITIES = ("kl", "l1", "topk", "none")
+
+_ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu,
+                None: lambda z: z}
+
+
+def _nonneg(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not value >= 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class SparseAutoencoder(nn.Module):
+    """An autoencoder with one hidden layer and a chosen sparsity.
+
+    Parameters
+    ----------
+    in_shape : int or tuple, the shape of one input (e.g. ``784`` or
+        ``(28, 28)``). Inputs may also be given flattened.
+    hidden_shape : int or tuple, the hidden layer (a tuple with as many axes
+        as ``in_shape`` for ``layer="ndlinear"``).
+    sparsity : one of :data:`SPARSITIES`.
+    layer : ``"linear"`` or ``"ndlinear"``, for encoder and decoder.
+    rho, beta : target mean activation in (0, 1) and weight of the KL
+        penalty (``sparsity="kl"``).
+    lam : weight of the L1 penalty (``sparsity="l1"``).
+    k : active units per input (``sparsity="topk"``), 1 <= k <= n_hidden.
+    weight_decay : weight of ``1/2 sum W^2`` over the weight matrices.
+    output : ``"sigmoid"`` (inputs in [0, 1]) or ``None`` (linear output).
+    recon : ``"mse"`` or ``"half_sum"``, see
+        :func:`sparselib.losses.reconstruction_loss`.
+    aux_k, aux_alpha, dead_after : AuxK for ``"topk"``: number of dead
+        latents used, weight of their loss, and how many training examples
+        without firing make a latent dead (default: 8 times ``n_hidden``).
+    tied_init : start with the decoder weight equal to the encoder weight's
+        transpose (``layer="linear"``), a remedy against dead latents
+        (Gao et al. 2024). The weights are not tied during training.
+
+    Chapter "Sparse autoencoders".
+    """
+
+    def __init__(self, in_shape, hidden_shape, *, sparsity: str = "kl",
+                 layer: str = "linear", rho: float = 0.05, beta: float = 3.0,
+                 lam: float = 1e-3, k: int | None = None,
+                 weight_decay: float = 0.0, output: str | None = "sigmoid",
+                 recon: str = "mse", aux_k: int | None = None,
+                 aux_alpha: float = 1 / 32, dead_after: int | None = None,
+                 tied_init: bool = False):
+        super().__init__()
+        if sparsity not in SPARSITIES:
+            raise ValueError(f"sparsity must be one of {SPARSITIES}, got "
+                             f"{sparsity!r}")
+        if layer not in ("linear", "ndlinear"):
+            raise ValueError(f"layer must be 'linear' or 'ndlinear', got "
+                             f"{layer!r}")
+        if output not in ("sigmoid", None):
+            raise ValueError(f"output must be 'sigmoid' or None, got "
+                             f"{output!r}")
+        if recon not in ("mse", "half_sum"):
+            raise ValueError(f"recon must be 'mse' or 'half_sum', got "
+                             f"{recon!r}")
+        self.in_shape = _shape("in_shape", in_shape)
+        self.hidden_shape = _shape("hidden_shape", hidden_shape)
+        self.n_inputs = math.prod(self.in_shape)
+        self.n_hidden = math.prod(self.hidden_shape)
+        self.sparsity, self.layer = sparsity, layer
+        self.output, self.recon = output, recon
+        self.rho = check_probability("rho", rho, open_low=True,
+                                     open_high=True)
+        self.beta = _nonneg("beta", beta)
+        self.lam = _nonneg("lam", lam)
+        self.weight_decay = _nonneg("weight_decay", weight_decay)
+        if sparsity == "topk":
+            if k is None:
+                raise ValueError("sparsity='topk' needs k (active units per "
+                                 "input)")
+            self.k = check_int("k", k, minimum=1, maximum=self.n_hidden)
+        elif k is not None:
+            raise ValueError(f"k is only used with sparsity='topk', not "
+                             f"{sparsity!r}")
+        else:
+            self.k = None
+        self.hidden_activation = {"kl": "sigmoid", "none": "sigmoid",
+                                  "l1": "relu", "topk": None}[sparsity]
+        if layer == "linear":
+            self.encoder = nn.Linear(self.n_inputs, self.n_hidden)
+            self.decoder = nn.Linear(self.n_hidden, self.n_inputs)
+        else:
+            if len(self.hidden_shape) != len(self.in_shape):
+                raise ValueError(
+                    f"layer='ndlinear' needs hidden_shape with as many axes "
+                    f"as in_shape {self.in_shape}; got {self.hidden_shape}")
+            self.encoder = NdLinear(self.in_shape, self.hidden_shape)
+            self.decoder = NdLinear(self.hidden_shape, self.in_shape)
+        if tied_init:
+            if layer != "linear":
+                raise ValueError("tied_init needs layer='linear'")
+            with torch.no_grad():
+                self.decoder.weight.copy_(self.encoder.weight.T)
+        self.aux_k = None
+        if aux_k is not None:
+            if sparsity != "topk":
+                raise ValueError("aux_k (AuxK) needs sparsity='topk'")
+            if output is not None:
+                raise ValueError("aux_k (AuxK) needs a linear output "
+                                 "(output=None)")
+            self.aux_k = check_int("aux_k", aux_k, minimum=1,
+                                   maximum=self.n_hidden)
+        self.aux_alpha = _nonneg("aux_alpha", aux_alpha)
+        self.dead_after = check_int(
+            "dead_after", 8 * self.n_hidden if dead_after is None
+            else dead_after, minimum=1)
+        # Examples seen since each latent last fired (training only).
+        self.register_buffer("since_fired",
+                             torch.zeros(self.n_hidden, dtype=torch.long))
+
+    # -- shapes ------------------------------------------------------------
+    def _as_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got "
+                            f"{type(x).__name__}")
+        flat = x.ndim == 2 and x.shape[1] == self.n_inputs
+        full = tuple(x.shape[1:]) == self.in_shape
+        if not (flat or full) or x.shape[0] == 0:
+            raise ValueError(
+                f"{name} must have shape (batch, {self.n_inputs}) or "
+                f"(batch, {', '.join(map(str, self.in_shape))}); got "
+                f"{tuple(x.shape)}")
+        if self.layer == "linear":
+            return x.reshape(x.shape[0], self.n_inputs)
+        return x.reshape(x.shape[0], *self.in_shape)
+
+    # -- the maps ----------------------------------------------------------
+    def preactivation(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder output before the hidden nonlinearity, ``(batch, n_hidden)``."""
+        return self.encoder(self._as_input(x)).reshape(x.shape[0], -1)
+
+    def activate(self, z: torch.Tensor) -> torch.Tensor:
+        """The hidden nonlinearity (sigmoid, ReLU or TopK) applied to ``z``."""
+        if self.sparsity == "topk":
+            return topk_relu(z, self.k)
+        return _ACTIVATIONS[self.hidden_activation](z)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Hidden activations ``h`` ``(batch, n_hidden)``."""
+        return self.activate(self.preactivation(x))
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """Reconstruction from ``h`` ``(batch, n_hidden)``, ``(batch, *in_shape)``."""
+        if h.ndim != 2 or h.shape[1] != self.n_hidden:
+            raise ValueError(f"h must have shape (batch, {self.n_hidden}); "
+                             f"got {tuple(h.shape)}")
+        hh = h if self.layer == "linear" else h.reshape(h.shape[0],
+                                                         *self.hidden_shape)
+        out = self.decoder(hh)
+        if self.output == "sigmoid":
+            out = torch.sigmoid(out)
+        return out.reshape(h.shape[0], *self.in_shape)
+
+    def forward(self, x: torch.Tensor):
+        """``(x_hat, h)``: the reconstruction, shaped like ``x``, and ``h``."""
+        h = self.encode(x)
+        return self.decode(h).reshape(x.shape), h
+
+    # -- the objective -----------------------------------------------------
+    def penalty(self, h: torch.Tensor) -> torch.Tensor:
+        """The unweighted sparsity penalty of ``h`` (0 for TopK and none)."""
+        if self.sparsity == "kl":
+            return kl_sparsity(h, self.rho)
+        if self.sparsity == "l1":
+            return l1_activity(h)
+        return h.new_zeros(())
+
+    def dead_mask(self) -> torch.Tensor:
+        """Latents that have not fired in the last ``dead_after`` training
+        examples, ``(n_hidden,)`` bool."""
+        return self.since_fired >= self.dead_after
+
+    def loss(self, x: torch.Tensor):
+        """``(total, logs)`` for a batch ``x``.
+
+        ``total = recon + beta * KL`` (or ``+ lam * L1``) ``+ weight_decay *
+        1/2 sum W^2 + aux_alpha * AuxK``. ``logs`` has the floats
+        ``recon``, ``penalty`` (unweighted), ``l0`` (mean active units) and,
+        when used, ``decay`` and ``aux``. In training mode it also updates
+        the dead-latent counters.
+        """
+        z = self.preactivation(x)
+        h = self.activate(z)
+        x_hat = self.decode(h)
+        target = self._as_input(x).reshape(x_hat.shape)
+        rec = reconstruction_loss(x_hat, target, self.recon)
+        pen = self.penalty(h)
+        weight = {"kl": self.beta, "l1": self.lam}.get(self.sparsity, 0.0)
+        total = rec + weight * pen
+        logs = {"recon": rec.item(), "penalty": pen.item(),
+                "l0": (h != 0).sum(dim=1).float().mean().item()}
+        if self.weight_decay:
+            dec = weight_decay(self)
+            total = total + self.weight_decay * dec
+            logs["decay"] = dec.item()
+        if self.training and self.sparsity == "topk":
+            with torch.no_grad():
+                fired = (h != 0).any(dim=0)
+                self.since_fired += x.shape[0]
+                self.since_fired[fired] = 0
+        if self.aux_k is not None:
+            aux = self._aux_loss(z, x_hat, target)
+            total = total + self.aux_alpha * aux
+            logs["aux"] = aux.item()
+        return total, logs
+
+    def _aux_loss(self, z, x_hat, target):
+        dead = self.dead_mask()
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return z.new_zeros(())
+        k = min(self.aux_k, n_dead)
+        zd = z.masked_fill(~dead, float("-inf"))
+        vals, idx = zd.topk(k, dim=1)
+        h_aux = torch.zeros_like(z).scatter(1, idx, torch.relu(vals))
+        # The decoder's linear part: decode(h) - decode(0).
+        e_hat = self.decode(h_aux) - self.decode(torch.zeros_like(h_aux))
+        e = (target - x_hat).detach()
+        return normalized_mse(e_hat.flatten(1), e.flatten(1))
+
+    def n_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def features(self, which: str = "decoder") -> torch.Tensor:
+        """Each hidden unit's weights as an input-shaped image.
+
+        ``"decoder"``: the output pattern unit ``j`` adds,
+        ``(n_hidden, *in_shape)``; ``"encoder"``: the input pattern it
+        responds to. For NdLinear the dense equivalent is used.
+        """
+        if which not in ("decoder", "encoder"):
+            raise ValueError(f"which must be 'decoder' or 'encoder', got "
+                             f"{which!r}")
+        mod = self.decoder if which == "decoder" else self.encoder
+        W = mod.weight if isinstance(mod, nn.Linear) else \
+            mod.dense_equivalent()[0]
+        W = W.detach()
+        if which == "decoder":
+            W = W.T
+        return W.reshape(self.n_hidden, *self.in_shape)
+
+    def extra_repr(self) -> str:
+        s = f"sparsity={self.sparsity!r}, layer={self.layer!r}"
+        if self.sparsity == "kl":
+            s += f", rho={self.rho}, beta={self.beta}"
+        elif self.sparsity == "l1":
+            s += f", lam={self.lam}"
+        elif self.sparsity == "topk":
+            s += f", k={self.k}"
+        return s

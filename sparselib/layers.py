@@ -1,0 +1,197 @@
+"""Layers with structure or sparsity built in.
+
+* :class:`NdLinear` -- one linear map with bias per tensor axis, applied in
+  turn (Reneau et al. 2025, "NdLinear"). For an input of shape
+  ``(batch, I_1, ..., I_d)`` it learns ``d`` small matrices ``W_i``
+  ``(O_i, I_i)`` and biases ``b_i`` ``(O_i,)``: ``sum_i (I_i O_i + O_i)``
+  parameters instead of ``prod(I) prod(O) + prod(O)`` for a dense layer.
+  On flattened (row-major) tensors it *is* a dense layer whose weight is the
+  Kronecker product ``W_1 (x) ... (x) W_d`` and whose bias has a matching
+  structure (:meth:`NdLinear.dense_equivalent`).
+* :func:`nearest_kronecker` -- the best Frobenius approximation of a dense
+  weight by one Kronecker product (Van Loan and Pitsianis 1993): it says how
+  much of a trained dense layer an NdLinear layer could express.
+* :func:`topk_relu` and :class:`TopK` -- keep the ``k`` largest
+  pre-activations of each row, ReLU them, zero the rest (Makhzani and Frey
+  2013; Gao et al. 2024). The same operation, with boosting, is the
+  k-winners-take-all layer of a later chapter.
+
+Introduced in the chapter "Sparse autoencoders".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .utils import check_int
+
+__all__ = ["NdLinear", "nearest_kronecker", "topk_relu", "TopK"]
+
+
+def _shape(name, value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        value = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple of positive integers, got "
+                        f"{value!r}") from None
+    if not value:
+        raise ValueError(f"{name} must have at least one axis, got ()")
+    return tuple(check_int(f"{name}[{i}]", v, minimum=1)
+                 for i, v in enumerate(value))
+
+
+class NdLinear(nn.Module):
+    """A linear map with bias along each axis of a tensor, applied in turn.
+
+    Parameters
+    ----------
+    in_shape : tuple of ints ``(I_1, ..., I_d)``, the shape of one input.
+    out_shape : tuple of ints ``(O_1, ..., O_d)``, same number of axes.
+    bias : learn a bias per axis (default True).
+
+    ``forward`` takes ``(batch, I_1, ..., I_d)`` and returns
+    ``(batch, O_1, ..., O_d)``. Axis 1 is transformed first: ``x`` becomes
+    ``x W_1^T + b_1`` along axis 1, then the result along axis 2, and so on.
+    Each axis is an :class:`torch.nn.Linear` in ``self.maps`` with PyTorch's
+    default initialisation.
+
+    Chapter "Sparse autoencoders".
+    """
+
+    def __init__(self, in_shape, out_shape, bias: bool = True):
+        super().__init__()
+        self.in_shape = _shape("in_shape", in_shape)
+        self.out_shape = _shape("out_shape", out_shape)
+        if len(self.in_shape) != len(self.out_shape):
+            raise ValueError(
+                f"in_shape {self.in_shape} and out_shape {self.out_shape} "
+                f"must have the same number of axes")
+        self.maps = nn.ModuleList(
+            nn.Linear(i, o, bias=bias)
+            for i, o in zip(self.in_shape, self.out_shape))
+
+    @property
+    def in_features(self) -> int:
+        """``prod(in_shape)``, the size of a flattened input."""
+        return math.prod(self.in_shape)
+
+    @property
+    def out_features(self) -> int:
+        """``prod(out_shape)``, the size of a flattened output."""
+        return math.prod(self.out_shape)
+
+    def extra_repr(self) -> str:
+        return f"in_shape={self.in_shape}, out_shape={self.out_shape}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = len(self.in_shape)
+        if x.ndim != d + 1 or tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(
+                f"x must have shape (batch, {', '.join(map(str, self.in_shape))}); "
+                f"got {tuple(x.shape)}")
+        for axis, lin in enumerate(self.maps, start=1):
+            x = lin(x.movedim(axis, -1)).movedim(-1, axis)
+        return x
+
+    def dense_equivalent(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The dense ``(W, b)`` with ``forward(x).flatten(1) == x.flatten(1) @ W.T + b``.
+
+        ``W = W_1 (x) W_2 (x) ... (x) W_d`` (Kronecker product), shape
+        ``(prod(out_shape), prod(in_shape))``. The bias added at axis ``i``
+        is carried through the maps of the later axes, so
+        ``b = sum_i 1_{O_1} (x) ... (x) b_i (x) W_{i+1} 1 (x) ... (x) W_d 1``,
+        where ``1_{O_j}`` are ones for the axes already mapped and
+        ``W_j 1`` the row sums of the later maps.
+        """
+        W = None
+        for lin in self.maps:
+            W = lin.weight if W is None else torch.kron(W, lin.weight)
+        b = torch.zeros(self.out_features, dtype=W.dtype, device=W.device)
+        for i, lin in enumerate(self.maps):
+            if lin.bias is None:
+                continue
+            term = None
+            for j, other in enumerate(self.maps):
+                if j < i:
+                    f = torch.ones(other.out_features, dtype=W.dtype,
+                                   device=W.device)
+                elif j == i:
+                    f = lin.bias
+                else:
+                    f = other.weight.sum(dim=1)
+                term = f if term is None else torch.kron(term, f)
+            b = b + term
+        return W, b
+
+
+def nearest_kronecker(W: torch.Tensor, out_shape, in_shape):
+    """The Kronecker product ``A (x) B`` closest to ``W`` in Frobenius norm.
+
+    ``W`` is ``(O_1 O_2, I_1 I_2)``; ``A`` is ``(O_1, I_1)`` and ``B``
+    ``(O_2, I_2)``. Rearranging ``W`` so that each ``(O_2, I_2)`` block
+    becomes a row turns ``A (x) B`` into the rank-one matrix
+    ``vec(A) vec(B)^T``; its best rank-one approximation is the leading
+    singular pair (Van Loan and Pitsianis 1993).
+
+    Returns ``(A, B, share, sigma)``: ``share`` is the fraction of
+    ``||W||_F^2`` that ``A (x) B`` captures, ``sigma[0]^2 / sum sigma^2``,
+    and ``sigma`` all singular values of the rearranged matrix (``sigma[r]``
+    measures the ``r``-th Kronecker term). An :class:`NdLinear` weight
+    on two axes has ``share == 1``. Chapter "Sparse autoencoders".
+    """
+    out_shape = _shape("out_shape", out_shape)
+    in_shape = _shape("in_shape", in_shape)
+    if len(out_shape) != 2 or len(in_shape) != 2:
+        raise ValueError("nearest_kronecker handles two axes: out_shape and "
+                         f"in_shape of length 2, got {out_shape}, {in_shape}")
+    (o1, o2), (i1, i2) = out_shape, in_shape
+    if W.ndim != 2 or tuple(W.shape) != (o1 * o2, i1 * i2):
+        raise ValueError(f"W must have shape ({o1 * o2}, {i1 * i2}) for "
+                         f"out_shape {out_shape} and in_shape {in_shape}; "
+                         f"got {tuple(W.shape)}")
+    R = (W.detach().reshape(o1, o2, i1, i2).permute(0, 2, 1, 3)
+         .reshape(o1 * i1, o2 * i2))
+    U, S, Vh = torch.linalg.svd(R, full_matrices=False)
+    s0 = S[0].sqrt()
+    A = (U[:, 0] * s0).reshape(o1, i1)
+    B = (Vh[0] * s0).reshape(o2, i2)
+    total = (S ** 2).sum()
+    share = float(S[0] ** 2 / total) if total > 0 else 1.0
+    return A, B, share, S
+
+
+def topk_relu(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest entries of each row of ``z``, ReLU them, zero the rest.
+
+    ``z`` is ``(batch, n_units)``; the result has the same shape, at most
+    ``k`` non-zeros per row, and exactly ``k`` when a row has at least ``k``
+    positive entries. Ties are broken by :func:`torch.topk`. Gradients flow
+    to the kept entries only. (Makhzani and Frey 2013; Gao et al. 2024.)
+    Chapter "Sparse autoencoders".
+    """
+    if not isinstance(z, torch.Tensor) or z.ndim != 2:
+        raise ValueError("z must be a 2-d tensor (batch, n_units); got "
+                         f"{getattr(z, 'shape', type(z).__name__)}")
+    k = check_int("k", k, minimum=1, maximum=z.shape[1])
+    vals, idx = z.topk(k, dim=1)
+    return torch.zeros_like(z).scatter(1, idx, torch.relu(vals))
+
+
+class TopK(nn.Module):
+    """:func:`topk_relu` as a module, for ``nn.Sequential``. Chapter
+    "Sparse autoencoders"."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = check_int("k", k, minimum=1)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return topk_relu(z, self.k)
