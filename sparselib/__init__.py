@@ -17,6 +17,7 @@ purpose:
 ``train``         a small training loop with a progress bar and a history
 ``plot``          the book's figure style and plotting helpers
 ``widgets``       explorers that are safe to run headless
+``timing``        fair wall-clock measurements (median, CUDA sync)
 ``benchmarks``    (tooling) speed ratios against scikit-learn, one process
 ``chapters``      (tooling) run chapters, check their outputs are fresh
 ================  ===========================================================
@@ -34,7 +35,7 @@ inputs) and works under autograd and ``torch.no_grad``.
 """
 
 from . import (autoencoders, benchmarks, codes, coding, data, layers, losses,
-               metrics, plot, sdr, train, utils, widgets)
+               metrics, plot, sdr, timing, train, utils, widgets)
 from .utils import (RunConfig, get_device, glue, progress, resolve_scale,
                     sci, seed_everything, setup)
 
@@ -42,7 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "autoencoders", "benchmarks", "codes", "coding", "data", "layers",
-    "losses", "metrics", "plot", "sdr", "train", "utils", "widgets",
+    "losses", "metrics", "plot", "sdr", "timing", "train", "utils", "widgets",
     "RunConfig", "get_device", "glue", "progress", "resolve_scale",
     "sci", "seed_everything",
     "setup",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import numbers
 import os
 import random
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +39,6 @@ __all__ = [
     "check_probability",
     "glue",
     "sci",
-    "median_time",
 ]
 
 #: The three scales at which every chapter runs.
@@ -277,29 +275,3 @@ def sci(x: float, digits: int = 1) -> str:
         return f"${x:.{digits + 1}g}$"
     mant, exp = f"{x:.{digits}e}".split("e")
     return f"${mant} \\times 10^{{{int(exp)}}}$"
-
-
-def median_time(fn, *, repeat: int = 5, warmup: int = 1,
-                device=None) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeat`` calls.
-
-    ``warmup`` calls run first and are not counted. On a CUDA ``device`` the
-    GPU is synchronised before and after each call, so queued kernels are
-    counted. For comparisons run side by side in one process (the book
-    reports ratios, not absolute times). Chapter "Sparse autoencoders".
-    """
-    repeat = check_int("repeat", repeat, minimum=1)
-    warmup = check_int("warmup", warmup, minimum=0)
-    dev = torch.device(device) if device is not None else None
-    sync = (torch.cuda.synchronize if dev is not None and dev.type == "cuda"
-            else (lambda: None))
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))

@@ -45,3 +45,38 @@ def test_fit_on_cuda():
                         lambda m, a, b: (m(a) - b).pow(2).mean(), opt, 20,
                         progress=False)
     assert hist.epoch["loss"][-1] < 1e-3
+
+
+@pytest.mark.parametrize("sparsity,kw", [("kl", {}), ("l1", {"lam": 1e-3}),
+                                         ("topk", {"k": 8, "output": None,
+                                                   "aux_k": 16})])
+@pytest.mark.parametrize("layer,hidden", [("linear", 64),
+                                          ("ndlinear", (8, 8))])
+def test_autoencoders_on_cuda_match_cpu(sparsity, kw, layer, hidden):
+    torch.manual_seed(0)
+    cpu = sl.autoencoders.SparseAutoencoder(
+        (28, 28), hidden, layer=layer, sparsity=sparsity, dead_after=8,
+        **kw).double()
+    gpu = sl.autoencoders.SparseAutoencoder(
+        (28, 28), hidden, layer=layer, sparsity=sparsity, dead_after=8,
+        **kw).double().to("cuda")
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.rand(32, 784, dtype=torch.float64)
+    for _ in range(2):                      # the second call sees dead units
+        lc, _ = cpu.loss(x)
+        lg, _ = gpu.loss(x.cuda())
+    torch.testing.assert_close(lg.cpu(), lc)
+    lc.backward()
+    lg.backward()
+    for pc, pg in zip(cpu.parameters(), gpu.parameters()):
+        torch.testing.assert_close(pg.grad.cpu(), pc.grad)
+
+
+def test_ndlinear_and_kronecker_on_cuda():
+    layer = sl.layers.NdLinear((6, 5), (3, 4)).to("cuda")
+    x = torch.randn(7, 6, 5, device="cuda")
+    W, b = layer.dense_equivalent()
+    assert W.device.type == "cuda"
+    torch.testing.assert_close(layer(x).flatten(1), x.flatten(1) @ W.T + b)
+    A, B, share, _ = sl.layers.nearest_kronecker(W, (3, 4), (6, 5))
+    assert share == pytest.approx(1.0, abs=1e-5)

@@ -1,0 +1,47 @@
+"""Measuring wall-clock time fairly.
+
+The book reports speed as ratios of times measured side by side in one
+process, never as absolute numbers checked by tests. :func:`median_time`
+runs a function a few times after a warm-up and returns the median, and on
+a CUDA device synchronises so that queued kernels are counted.
+
+Introduced in the chapter "Sparse autoencoders"; the chapter on what
+sparsity costs in time builds on it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .utils import check_int
+
+__all__ = ["median_time"]
+
+
+def median_time(fn, *, repeat: int = 5, warmup: int = 1,
+                device=None) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeat`` calls.
+
+    ``warmup`` calls run first and are not counted. On a CUDA ``device`` the
+    GPU is synchronised before and after each call, so queued kernels are
+    counted. For comparisons run side by side in one process (the book
+    reports ratios, not absolute times). Chapter "Sparse autoencoders".
+    """
+    repeat = check_int("repeat", repeat, minimum=1)
+    warmup = check_int("warmup", warmup, minimum=0)
+    dev = torch.device(device) if device is not None else None
+    sync = (torch.cuda.synchronize if dev is not None and dev.type == "cuda"
+            else (lambda: None))
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
