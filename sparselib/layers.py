@@ -89,6 +89,7 @@ class NdLinear(nn.Module):
         return f"in_shape={self.in_shape}, out_shape={self.out_shape}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(batch, *in_shape)`` mapped to ``(batch, *out_shape)``."""
         d = len(self.in_shape)
         if x.ndim != d + 1 or tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(
@@ -194,4 +195,5 @@ class TopK(nn.Module):
         return f"k={self.k}"
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """:func:`topk_relu` of ``z`` ``(batch, n_units)``."""
         return topk_relu(z, self.k)
