@@ -9,9 +9,10 @@ purpose:
 ``sdr``           SDR theory: capacity, exact match probability, Monte Carlo
 ``codes``         local / dense / sparse codebooks, damage, recognition
 ``coding``        sparse coding: ISTA, FISTA, LISTA, dictionary learning
-``layers``        NdLinear, nearest Kronecker product, TopK
+``layers``        NdLinear, nearest Kronecker product, TopK, conv decoders
 ``losses``        reconstruction losses, L1 and KL sparsity penalties
 ``autoencoders``  sparse autoencoders: KL, L1, TopK (AuxK); Linear or NdLinear
+``classifiers``   MLP / CNN / joint conv autoencoder with L1 on their activity
 ``metrics``       L0, AVR, population / lifetime / Hoyer sparsity, entropy
 ``data``          MNIST and Fashion-MNIST from ``$SPARSELIB_DATA``
 ``train``         a small training loop with a progress bar and a history
@@ -34,15 +35,17 @@ Everything is device-agnostic (tensors are made on the device of their
 inputs) and works under autograd and ``torch.no_grad``.
 """
 
-from . import (autoencoders, benchmarks, codes, coding, data, layers, losses,
-               metrics, plot, sdr, timing, train, utils, widgets)
+from . import (autoencoders, benchmarks, classifiers, codes, coding, data,
+               layers, losses, metrics, plot, sdr, timing, train, utils,
+               widgets)
 from .utils import (RunConfig, get_device, glue, progress, resolve_scale,
                     sci, seed_everything, setup)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "autoencoders", "benchmarks", "codes", "coding", "data", "layers",
+    "autoencoders", "benchmarks", "classifiers", "codes", "coding", "data",
+    "layers",
     "losses", "metrics", "plot", "sdr", "timing", "train", "utils", "widgets",
     "RunConfig", "get_device", "glue", "progress", "resolve_scale",
     "sci", "seed_everything",

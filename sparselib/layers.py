@@ -15,8 +15,19 @@
   pre-activations of each row, ReLU them, zero the rest (Makhzani and Frey
   2013; Gao et al. 2024). The same operation, with boosting, is the
   k-winners-take-all layer of a later chapter.
+* :class:`ConvDecoder` -- turn feature maps ``(batch, C, H, W)`` into an
+  image ``(batch, c, rH, rW)``, ``r`` times larger, either with a transposed
+  convolution (``kind="transposed"``) or with the sub-pixel convolution of
+  Shi et al. (2016) (``kind="subpixel"``: a convolution to ``c r^2``
+  channels at the low resolution, then :class:`torch.nn.PixelShuffle`).
+  An optional ``max_norm`` keeps each feature map's decoder weights (its
+  *atom*) within a ball, the constraint of the sparse-coding objective.
+* :func:`subpixel_to_transposed` -- the transposed-convolution kernel that
+  computes exactly what a sub-pixel decoder computes (Shi et al. 2016):
+  a ``k x k`` sub-pixel decoder is an ``rk x rk`` transposed convolution.
 
-Introduced in the chapter "Sparse autoencoders".
+Introduced in the chapter "Sparse autoencoders"; the decoders in the
+chapter "Sparse activity in classifiers".
 """
 
 from __future__ import annotations
@@ -28,7 +39,8 @@ from torch import nn
 
 from .utils import check_int
 
-__all__ = ["NdLinear", "nearest_kronecker", "topk_relu", "TopK"]
+__all__ = ["NdLinear", "nearest_kronecker", "topk_relu", "TopK",
+           "ConvDecoder", "subpixel_to_transposed"]
 
 
 def _shape(name, value):
@@ -197,3 +209,142 @@ class TopK(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """:func:`topk_relu` of ``z`` ``(batch, n_units)``."""
         return topk_relu(z, self.k)
+
+
+def _atom_norms(w: torch.Tensor, kind: str) -> torch.Tensor:
+    # One norm per input feature map: its weights to every output channel
+    # and kernel position.
+    dims = (1, 2, 3) if kind == "transposed" else (0, 2, 3)
+    return torch.linalg.vector_norm(w, dim=dims)
+
+
+class ConvDecoder(nn.Module):
+    """Decode feature maps into an image ``upscale`` times larger.
+
+    Parameters
+    ----------
+    in_channels : feature maps ``C`` of the input ``(batch, C, H, W)``.
+    out_channels : channels ``c`` of the output ``(batch, c, rH, rW)``.
+    upscale : the factor ``r`` (>= 1).
+    kind : ``"subpixel"`` -- a ``k x k`` convolution (padding ``k // 2``,
+        ``k`` odd) from ``C`` to ``c r^2`` channels, then
+        :func:`torch.nn.functional.pixel_shuffle`, which moves channel
+        ``c' r^2 + i r + j`` to output pixel ``(r h + i, r w + j)`` of
+        channel ``c'`` (Shi et al. 2016). ``"transposed"`` -- a transposed
+        convolution with stride ``r`` and kernel ``k``, padded so that the
+        output is exactly ``r`` times the input.
+    kernel_size : ``k``.
+    max_norm : if given, the weights of each input feature map (its atom:
+        every output channel and kernel position it writes to) are scaled
+        to norm at most ``max_norm`` in the forward pass, ``W / max(1,
+        |W_atom| / max_norm)`` -- seed 001 clips its decoders the same way,
+        so that an L1 penalty on the features cannot be dodged by shrinking
+        them and growing the decoder.
+
+    Weights: ``weight`` has :class:`torch.nn.Conv2d`'s layout ``(c r^2, C,
+    k, k)`` for ``"subpixel"`` and :class:`torch.nn.ConvTranspose2d`'s
+    ``(C, c, k, k)`` for ``"transposed"``; ``bias`` is ``(c,)`` in both.
+    Chapter "Sparse activity in classifiers".
+    """
+
+    def __init__(self, in_channels: int, out_channels: int = 1,
+                 upscale: int = 2, kind: str = "subpixel",
+                 kernel_size: int = 3, max_norm: float | None = None):
+        super().__init__()
+        self.in_channels = check_int("in_channels", in_channels, minimum=1)
+        self.out_channels = check_int("out_channels", out_channels,
+                                      minimum=1)
+        self.upscale = check_int("upscale", upscale, minimum=1)
+        self.kernel_size = check_int("kernel_size", kernel_size, minimum=1)
+        if kind not in ("subpixel", "transposed"):
+            raise ValueError(f"kind must be 'subpixel' or 'transposed', got "
+                             f"{kind!r}")
+        self.kind = kind
+        if max_norm is not None and not (
+                isinstance(max_norm, (int, float)) and max_norm > 0
+                and math.isfinite(max_norm)):
+            raise ValueError(f"max_norm must be a positive number or None, "
+                             f"got {max_norm!r}")
+        self.max_norm = None if max_norm is None else float(max_norm)
+        k, r = self.kernel_size, self.upscale
+        if kind == "subpixel":
+            if k % 2 == 0:
+                raise ValueError(f"kernel_size must be odd for a sub-pixel "
+                                 f"decoder (to keep the size); got {k}")
+            conv = nn.Conv2d(in_channels, out_channels * r * r, k,
+                             padding=k // 2)
+            self.weight = conv.weight
+            # One bias per output channel, shared by its r^2 sub-pixels.
+            self.bias = nn.Parameter(conv.bias.detach()[:out_channels]
+                                     .clone())
+            self.padding, self.output_padding = k // 2, 0
+        else:
+            conv = nn.ConvTranspose2d(in_channels, out_channels, k, stride=r)
+            self.weight, self.bias = conv.weight, conv.bias
+            # (H - 1) r - 2 p + k + op = r H.
+            self.padding = max(0, -(-(k - r) // 2))
+            self.output_padding = 2 * self.padding + r - k
+            if not 0 <= self.output_padding < r:
+                raise ValueError(f"kernel_size {k} cannot give an output "
+                                 f"exactly {r} times the input with stride "
+                                 f"{r}; use kernel_size >= {r}")
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight the forward pass uses (after the ``max_norm`` scaling)."""
+        w = self.weight
+        if self.max_norm is None:
+            return w
+        norms = _atom_norms(w, self.kind)
+        scale = (self.max_norm / norms.clamp_min(1e-12)).clamp(max=1.0)
+        shape = (1, -1, 1, 1) if self.kind == "subpixel" else (-1, 1, 1, 1)
+        return w * scale.view(shape)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``(batch, C, H, W)`` feature maps to ``(batch, c, rH, rW)``."""
+        if h.ndim != 4 or h.shape[1] != self.in_channels:
+            raise ValueError(f"h must have shape (batch, {self.in_channels}, "
+                             f"H, W); got {tuple(h.shape)}")
+        w = self.effective_weight()
+        if self.kind == "subpixel":
+            z = nn.functional.conv2d(h, w, padding=self.padding)
+            out = nn.functional.pixel_shuffle(z, self.upscale)
+        else:
+            out = nn.functional.conv_transpose2d(
+                h, w, stride=self.upscale, padding=self.padding,
+                output_padding=self.output_padding)
+        return out + self.bias.view(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kind={self.kind}, "
+                f"upscale={self.upscale}, kernel_size={self.kernel_size}, "
+                f"max_norm={self.max_norm}")
+
+
+def subpixel_to_transposed(weight: torch.Tensor, upscale: int) -> torch.Tensor:
+    """The transposed-convolution kernel equal to a sub-pixel decoder.
+
+    ``weight`` ``(c r^2, C, k, k)`` is a sub-pixel decoder's convolution
+    (``k`` odd, padding ``k // 2``). Returns ``T`` ``(C, c, rk, rk)`` such
+    that ``conv_transpose2d(h, T, stride=r, padding=r (k - 1) / 2)`` equals
+    ``pixel_shuffle(conv2d(h, weight, padding=k // 2), r)``: output pixel
+    ``(r h + i, r w + j)`` of channel ``c'`` reads input ``(h + u, w + v)``
+    through ``weight[c' r^2 + i r + j, :, u + p, v + p]``, and the
+    transposed convolution reaches it through kernel position
+    ``(i + r (k - 1 - u - p), j + r (k - 1 - v - p))`` (Shi et al. 2016).
+    Chapter "Sparse activity in classifiers".
+    """
+    r = check_int("upscale", upscale, minimum=1)
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 4:
+        raise ValueError("weight must be a 4-d tensor (c r^2, C, k, k)")
+    oc, C, k, k2 = weight.shape
+    if k != k2 or k % 2 == 0:
+        raise ValueError(f"weight must have a square, odd kernel; got "
+                         f"{k}x{k2}")
+    if oc % (r * r):
+        raise ValueError(f"weight has {oc} output channels, not a multiple "
+                         f"of upscale^2 = {r * r}")
+    c = oc // (r * r)
+    # w6[c', i, j, C, U, V] = weight[c' r^2 + i r + j, C, U, V]
+    w6 = weight.reshape(c, r, r, C, k, k).flip(4, 5)  # U -> k - 1 - U
+    # T[C, c', (k-1-U) r + i, (k-1-V) r + j]
+    return w6.permute(3, 0, 4, 1, 5, 2).reshape(C, c, k * r, k * r)

@@ -4,9 +4,10 @@ Shapes: ``x`` and ``x_hat`` are ``(batch, ...)``; ``h`` hidden activations
 ``(batch, n_units)``.
 
 * :func:`reconstruction_loss` -- squared error, either the mean over every
-  element (``"mse"``, :func:`torch.nn.functional.mse_loss`) or UFLDL's
+  element (``"mse"``, :func:`torch.nn.functional.mse_loss`), UFLDL's
   ``1/2 ||x_hat - x||^2`` per example averaged over the batch
-  (``"half_sum"``).
+  (``"half_sum"``), or ``||x_hat - x||^2`` per example averaged over the
+  batch (``"sum"``, seed 001's autoencoder loss).
 * :func:`normalized_mse` -- ``||x_hat - x||^2 / ||x - mean(x)||^2``, the
   error relative to predicting the batch mean (Gao et al. 2024): 1 is no
   better than the mean image, 0 is perfect.
@@ -59,6 +60,8 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor,
     ``kind="mse"``: mean over all elements. ``kind="half_sum"``:
     ``1/2 sum of squares`` over each example's features, averaged over the
     batch (UFLDL's convention; ``n_features / 2`` times the MSE).
+    ``kind="sum"``: the sum of squares over each example's features,
+    averaged over the batch (``n_features`` times the MSE).
     """
     _check_pair(x_hat, x)
     sq = (x_hat - x).pow(2)
@@ -66,7 +69,10 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor,
         return sq.mean()
     if kind == "half_sum":
         return 0.5 * sq.flatten(1).sum(dim=1).mean()
-    raise ValueError(f"kind must be 'mse' or 'half_sum', got {kind!r}")
+    if kind == "sum":
+        return sq.flatten(1).sum(dim=1).mean()
+    raise ValueError(f"kind must be 'mse', 'half_sum' or 'sum', got "
+                     f"{kind!r}")
 
 
 def normalized_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

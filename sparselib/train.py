@@ -35,11 +35,14 @@ class History:
     and whatever ``loss_fn`` logged); ``epoch[key]`` one value per epoch
     (``"loss"``, the epoch's mean training loss, ``"seconds"``, its
     training wall-clock time without ``evaluate``, and whatever ``evaluate``
-    returned). ``epoch["epoch"]`` counts from 1.
+    returned). ``epoch["epoch"]`` counts from 1. When :func:`fit` is given
+    ``eval_every``, ``evaluate``'s values land in ``eval[key]`` instead,
+    with ``eval["step"]`` the optimiser step after which each was taken.
     """
 
     step: dict = field(default_factory=lambda: defaultdict(list))
     epoch: dict = field(default_factory=lambda: defaultdict(list))
+    eval: dict = field(default_factory=lambda: defaultdict(list))
 
     def last(self, key: str) -> float:
         """The last epoch-level value of ``key``."""
@@ -60,7 +63,8 @@ def _split(out):
 
 def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
         evaluate=None, scheduler=None, device=None, progress=None,
-        desc: str = "training", max_steps: int | None = None) -> History:
+        desc: str = "training", max_steps: int | None = None,
+        eval_every: int | None = None) -> History:
     """Train ``model``; return a :class:`History`.
 
     Parameters
@@ -76,7 +80,12 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
     scheduler : optional learning-rate scheduler, stepped once per epoch.
     device : where to move each batch (default: the model's device).
     progress : show a tqdm bar (``None``: yes unless at quick scale).
-    max_steps : stop after this many optimiser steps in all (quick runs).
+    max_steps : stop after this many optimiser steps in all (quick runs,
+        or protocols counted in iterations rather than epochs).
+    eval_every : run ``evaluate`` every this many optimiser steps (and not
+        after each epoch), recording into ``History.eval`` -- learning
+        curves against iteration, as seed 001 draws them. The evaluation
+        time is not counted in ``epoch["seconds"]``.
 
     A non-finite loss stops training with ``FloatingPointError`` naming the
     epoch and step, rather than training on NaN. Chapter 1.
@@ -84,6 +93,10 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
     n_epochs = check_int("n_epochs", n_epochs, minimum=1)
     if max_steps is not None:
         max_steps = check_int("max_steps", max_steps, minimum=1)
+    if eval_every is not None:
+        eval_every = check_int("eval_every", eval_every, minimum=1)
+        if evaluate is None:
+            raise ValueError("eval_every needs an evaluate function")
     if device is None:
         p = next(model.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
@@ -99,6 +112,18 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
     bar = tqdm(total=total, desc=desc, disable=not progress_enabled(progress),
                leave=False)
     steps = 0
+
+    def run_evaluate(record, back_to_train, **at):
+        model.eval()
+        with torch.no_grad():
+            values = evaluate(model)
+        if back_to_train:
+            model.train()
+        for k, v in at.items():
+            record[k].append(v)
+        for k, v in values.items():
+            record[k].append(float(v))
+
     try:
         for epoch in range(1, n_epochs + 1):
             model.train()
@@ -122,6 +147,10 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4g}",
                                 refresh=False)
+                if eval_every is not None and steps % eval_every == 0:
+                    t_eval = time.perf_counter()
+                    run_evaluate(hist.eval, True, step=steps)
+                    t0 += time.perf_counter() - t_eval
                 if max_steps is not None and steps >= max_steps:
                     break
             if scheduler is not None:
@@ -132,11 +161,8 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
             hist.epoch["epoch"].append(epoch)
             hist.epoch["loss"].append(
                 sum(losses) / len(losses) if losses else math.nan)
-            if evaluate is not None:
-                model.eval()
-                with torch.no_grad():
-                    for k, v in evaluate(model).items():
-                        hist.epoch[k].append(float(v))
+            if evaluate is not None and eval_every is None:
+                run_evaluate(hist.epoch, False)
             if max_steps is not None and steps >= max_steps:
                 break
     finally:

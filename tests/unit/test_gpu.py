@@ -80,3 +80,42 @@ def test_ndlinear_and_kronecker_on_cuda():
     torch.testing.assert_close(layer(x).flatten(1), x.flatten(1) @ W.T + b)
     A, B, share, _ = sl.layers.nearest_kronecker(W, (3, 4), (6, 5))
     assert share == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("decoder", [None, "subpixel", "transposed"])
+def test_classifiers_on_cuda_match_cpu(decoder):
+    torch.manual_seed(0)
+    cpu = sl.classifiers.SparseConvNet(n_maps=16, lam=1e-2,
+                                       decoder=decoder).double()
+    gpu = sl.classifiers.SparseConvNet(n_maps=16, lam=1e-2,
+                                       decoder=decoder).double().to("cuda")
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.rand(8, 784, dtype=torch.float64)
+    y = torch.randint(0, 10, (8,))
+    lc, _ = cpu.loss(x, y)
+    lg, _ = gpu.loss(x.cuda(), y.cuda())
+    torch.testing.assert_close(lg.cpu(), lc)
+    lc.backward()
+    lg.backward()
+    for pc, pg in zip(cpu.parameters(), gpu.parameters()):
+        torch.testing.assert_close(pg.grad.cpu(), pc.grad)
+    sc = sl.classifiers.activity_stats(cpu.units, x, batch_size=3)
+    sg = sl.classifiers.activity_stats(gpu.units, x.cuda(), batch_size=3)
+    assert sg.avr == pytest.approx(sc.avr)
+    torch.testing.assert_close(sg.lifetime, sc.lifetime, equal_nan=True)
+
+
+def test_mlp_fit_with_eval_every_on_cuda():
+    torch.manual_seed(0)
+    model = sl.classifiers.SparseMLP(n_inputs=20, n_hidden=32,
+                                     lam=1e-3).to("cuda")
+    x = torch.rand(256, 20, device="cuda")
+    y = (x[:, 0] > 0.5).long()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    hist = sl.train.fit(model, sl.data.loader(x, y, batch_size=32),
+                        lambda m, a, b: m.loss(a, b), opt, 5,
+                        eval_every=8, progress=False,
+                        evaluate=lambda m: {"acc": sl.train.accuracy(
+                            m, x, y)})
+    assert hist.eval["step"] == [8, 16, 24, 32, 40]
+    assert hist.eval["acc"][-1] > 0.8

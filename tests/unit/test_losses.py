@@ -19,6 +19,8 @@ def test_reconstruction_loss_kinds():
                for r, s in zip(x.tolist(), y.tolist())) / 4
     assert float(losses.reconstruction_loss(x, y, "half_sum")) == \
         pytest.approx(hand, rel=1e-6)
+    assert float(losses.reconstruction_loss(x, y, "sum")) == \
+        pytest.approx(2 * hand, rel=1e-6)
     with pytest.raises(ValueError, match="must match"):
         losses.reconstruction_loss(x, y[:, :5])
     with pytest.raises(ValueError, match="kind"):

@@ -54,6 +54,35 @@ def test_max_steps_and_scheduler():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
 
 
+def test_eval_every_records_learning_curve_against_step():
+    x, y = regression_problem(n=64)
+    model = torch.nn.Linear(5, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    seen = []
+
+    def evaluate(m):
+        seen.append(m.training)  # evaluated in eval mode
+        return {"mse": (m(x) - y).pow(2).mean().item()}
+
+    hist = train.fit(model, sl.data.loader(x, y, batch_size=8),
+                     lambda m, a, b: (m(a) - b).pow(2).mean(), opt, 3,
+                     evaluate=evaluate, eval_every=5, progress=False)
+    # 3 epochs of 8 steps = 24 steps: evaluations after 5, 10, 15, 20
+    assert hist.eval["step"] == [5, 10, 15, 20]
+    assert len(hist.eval["mse"]) == 4 and not any(seen)
+    assert "mse" not in hist.epoch  # not also after each epoch
+    assert hist.eval["mse"][-1] < hist.eval["mse"][0]
+    assert model.training  # back in train mode after each evaluation
+    with pytest.raises(ValueError, match="evaluate"):
+        train.fit(model, sl.data.loader(x, y, batch_size=8),
+                  lambda m, a, b: (m(a) - b).pow(2).mean(), opt, 1,
+                  eval_every=5, progress=False)
+    with pytest.raises(ValueError, match="eval_every"):
+        train.fit(model, sl.data.loader(x, y, batch_size=8),
+                  lambda m, a, b: (m(a) - b).pow(2).mean(), opt, 1,
+                  evaluate=evaluate, eval_every=0, progress=False)
+
+
 def test_nan_loss_stops_with_a_clear_error():
     x, y = regression_problem(n=16)
     model = torch.nn.Linear(5, 1)
