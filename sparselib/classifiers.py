@@ -28,7 +28,8 @@ of 100 instead: its weight ``c`` is our ``lam = 100 c``.
 set (10,000 x 39,200 floats is 1.6 GB): it streams the inputs in batches
 and keeps per-input and per-unit sums. :func:`normal_init_` is the
 initialisation of the seed's TensorFlow code (weights N(0, 0.1^2), biases
-0.1).
+0.1), and :func:`train_steps` its training protocol (Adam, batches of 100,
+a fixed number of iterations, test accuracy every few iterations).
 
 Introduced in the chapter "Sparse activity in classifiers".
 """
@@ -42,12 +43,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .data import loader
 from .layers import ConvDecoder
 from .losses import l1_activity, reconstruction_loss
+from .train import fit
 from .utils import check_int
 
-__all__ = ["normal_init_", "SparseMLP", "SparseConvNet", "ActivityStats",
-           "activity_stats", "steps_to_reach"]
+__all__ = ["normal_init_", "SparseMLP", "SparseConvNet", "train_steps",
+           "ActivityStats", "activity_stats", "steps_to_reach"]
 
 
 def _check_lam(lam):
@@ -294,6 +297,32 @@ class SparseConvNet(_L1Classifier):
             raise RuntimeError("this SparseConvNet has no decoder; build it "
                                "with decoder='subpixel' or 'transposed'")
         return self.decoder(self.hidden(x))
+
+
+def train_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                n_steps: int, *, evaluate, eval_every: int = 100,
+                batch_size: int = 100, lr: float = 1e-3, seed: int = 0,
+                desc: str = "training", progress=None):
+    """Train ``model`` by seed 001's protocol; return the :class:`~sparselib.train.History`.
+
+    Adam at learning rate ``lr`` on shuffled batches of ``batch_size``
+    examples of ``(x, y)`` (reshuffled each epoch, the order fixed by
+    ``seed``), ``n_steps`` iterations in all, minimising ``model.loss(x,
+    y)``; ``evaluate(model) -> dict`` runs every ``eval_every`` iterations
+    into ``History.eval`` (see :func:`sparselib.train.fit`). Chapter
+    "Sparse activity in classifiers".
+    """
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    data = loader(x, y, batch_size=batch_size,
+                  generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    return fit(model, data, lambda m, a, b: m.loss(a, b), opt,
+               -(-n_steps // len(data)), max_steps=n_steps,
+               eval_every=eval_every, evaluate=evaluate, desc=desc,
+               progress=progress)
 
 
 @dataclass

@@ -353,3 +353,24 @@ def test_models_bad_input():
         m.loss(torch.rand(2, 784), torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="std"):
         normal_init_(m, std=0)
+
+
+def test_train_steps_runs_the_seed_protocol():
+    # a separable toy problem: the protocol must learn it, stop after
+    # n_steps and evaluate every eval_every steps
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (300,), generator=g)
+    x = 0.5 * torch.rand(300, 784, generator=g)
+    x[:, :50] += 0.5 * y[:, None]   # class 1 is brighter in 50 pixels
+    torch.manual_seed(0)
+    m = SparseMLP(n_hidden=32, lam=1e-4, init="default")
+    hist = sl.classifiers.train_steps(
+        m, x, y, 70, eval_every=20, batch_size=50, lr=1e-2, progress=False,
+        evaluate=lambda mod: {"acc": sl.train.accuracy(mod, x, y)})
+    assert len(hist.step["loss"]) == 70          # 70 steps over 12 epochs
+    assert hist.eval["step"] == [20, 40, 60]
+    assert hist.eval["acc"][-1] > 0.9
+    with pytest.raises(ValueError, match="lr"):
+        sl.classifiers.train_steps(m, x, y, 1, evaluate=dict, lr=0)
+    with pytest.raises(ValueError, match="n_steps"):
+        sl.classifiers.train_steps(m, x, y, 0, evaluate=dict)
