@@ -137,16 +137,19 @@ class _L1Classifier(nn.Module):
 class SparseMLP(_L1Classifier):
     """One hidden ReLU layer with an L1 penalty on its activity.
 
-    Parameters
-    ----------
-    n_inputs, n_hidden, n_classes : layer widths (seed 001: 784, 784, 10).
-    lam : weight of the penalty ``mean_batch sum_j h_j`` (>= 0; 0 for none).
-    init : ``"normal"`` (seed 001's N(0, 0.1^2) weights, biases 0.1, see
-        :func:`normal_init_`) or ``"default"`` (PyTorch's).
-
     ``forward(x)`` takes ``(batch, n_inputs)`` (or images that flatten to
     it) and returns logits ``(batch, n_classes)``; ``hidden(x)`` returns
     ``h`` ``(batch, n_hidden)``. Chapter "Sparse activity in classifiers".
+
+    Parameters
+    ----------
+    n_inputs, n_hidden, n_classes : int
+        Layer widths (seed 001: 784, 784, 10).
+    lam : float
+        Weight of the penalty ``mean_batch sum_j h_j`` (>= 0; 0 for none).
+    init : str
+        ``"normal"`` (seed 001's N(0, 0.1^2) weights, biases 0.1, see
+        :func:`normal_init_`) or ``"default"`` (PyTorch's).
     """
 
     def __init__(self, n_inputs: int = 784, n_hidden: int = 784,
@@ -192,30 +195,40 @@ def _init(model, init):
 class SparseConvNet(_L1Classifier):
     """A convolution, an L1 penalty on its feature maps, a softmax layer.
 
-    Parameters
-    ----------
-    image_shape : ``(H, W)`` of the one-channel input (MNIST: 28 x 28).
-    n_maps : feature maps (seed 001: 200).
-    kernel_size, stride : of the convolution (seed: 3 and 2; padding
-        ``kernel_size // 2``, so 28 x 28 becomes 14 x 14).
-    n_classes : outputs of the linear softmax layer on the flattened maps.
-    lam : weight of the penalty ``mean_batch sum |h|`` over all
-        ``n_maps x H' x W'`` units (>= 0).
-    decoder : ``None`` (a classifier only), ``"subpixel"`` or
-        ``"transposed"``: also reconstruct the image from the same feature
-        maps with a :class:`sparselib.layers.ConvDecoder` (upscale =
-        ``stride``) and add ``recon_weight * mean_batch ||x_hat - x||^2``
-        to the loss (seed 001's joint convolutional sparse autoencoder).
-    decoder_kernel : the decoder's kernel size.
-    max_norm : the decoder's per-feature-map weight-norm bound (seed 001
-        clips to 1); ``None`` for none.
-    recon_weight : weight of the reconstruction term (> 0 with a decoder).
-    init : ``"normal"`` (seed 001) or ``"default"`` (PyTorch's).
-
     Inputs are ``(batch, H * W)``, ``(batch, H, W)`` or ``(batch, 1, H,
     W)``. ``hidden(x)`` returns the maps ``(batch, n_maps, H', W')``,
     ``forward(x)`` the logits and ``reconstruct(x)`` the image ``(batch, 1,
     H, W)``. Chapter "Sparse activity in classifiers".
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(H, W)`` of the one-channel input (MNIST: 28 x 28).
+    n_maps : int
+        Feature maps (seed 001: 200).
+    kernel_size, stride : int
+        Of the convolution (seed: 3 and 2; padding ``kernel_size // 2``, so
+        28 x 28 becomes 14 x 14).
+    n_classes : int
+        Outputs of the linear softmax layer on the flattened maps.
+    lam : float
+        Weight of the penalty ``mean_batch sum |h|`` over all
+        ``n_maps x H' x W'`` units (>= 0).
+    decoder : str or None
+        None (a classifier only), ``"subpixel"`` or ``"transposed"``: also
+        reconstruct the image from the same feature maps with a
+        :class:`sparselib.layers.ConvDecoder` (upscale = ``stride``) and
+        add ``recon_weight * mean_batch ||x_hat - x||^2`` to the loss (seed
+        001's joint convolutional sparse autoencoder).
+    decoder_kernel : int
+        The decoder's kernel size.
+    max_norm : float or None
+        The decoder's per-feature-map weight-norm bound (seed 001 clips to
+        1); None for none.
+    recon_weight : float
+        Weight of the reconstruction term (> 0 with a decoder).
+    init : str
+        ``"normal"`` (seed 001) or ``"default"`` (PyTorch's).
     """
 
     def __init__(self, image_shape=(28, 28), n_maps: int = 200,

@@ -221,30 +221,40 @@ def _atom_norms(w: torch.Tensor, kind: str) -> torch.Tensor:
 class ConvDecoder(nn.Module):
     """Decode feature maps into an image ``upscale`` times larger.
 
+    ``forward`` maps ``(batch, C, H, W)`` to ``(batch, c, rH, rW)``. With
+    ``kind="subpixel"`` it is a ``k x k`` convolution (padding ``k // 2``,
+    ``k`` odd) from ``C`` to ``c r^2`` channels followed by
+    :func:`torch.nn.functional.pixel_shuffle`, which moves channel
+    ``c' r^2 + i r + j`` to output pixel ``(r h + i, r w + j)`` of channel
+    ``c'`` (Shi et al. 2016); ``weight`` has the layout of
+    :class:`torch.nn.Conv2d`, ``(c r^2, C, k, k)``. With
+    ``kind="transposed"`` it is a transposed convolution with stride ``r``
+    and kernel ``k``, padded so that the output is exactly ``r`` times the
+    input; ``weight`` has the layout of :class:`torch.nn.ConvTranspose2d`,
+    ``(C, c, k, k)``. ``bias`` is ``(c,)`` in both.
+
+    With ``max_norm``, the weights of each input feature map (its atom:
+    every output channel and kernel position it writes to) are scaled to
+    norm at most ``max_norm`` in the forward pass, as
+    ``W / max(1, norm(W_atom) / max_norm)``. Seed 001 clips its decoders
+    too, so that an L1 penalty on the features cannot be dodged by
+    shrinking them and growing the decoder. Chapter "Sparse activity in
+    classifiers".
+
     Parameters
     ----------
-    in_channels : feature maps ``C`` of the input ``(batch, C, H, W)``.
-    out_channels : channels ``c`` of the output ``(batch, c, rH, rW)``.
-    upscale : the factor ``r`` (>= 1).
-    kind : ``"subpixel"`` -- a ``k x k`` convolution (padding ``k // 2``,
-        ``k`` odd) from ``C`` to ``c r^2`` channels, then
-        :func:`torch.nn.functional.pixel_shuffle`, which moves channel
-        ``c' r^2 + i r + j`` to output pixel ``(r h + i, r w + j)`` of
-        channel ``c'`` (Shi et al. 2016). ``"transposed"`` -- a transposed
-        convolution with stride ``r`` and kernel ``k``, padded so that the
-        output is exactly ``r`` times the input.
-    kernel_size : ``k``.
-    max_norm : if given, the weights of each input feature map (its atom:
-        every output channel and kernel position it writes to) are scaled
-        to norm at most ``max_norm`` in the forward pass, ``W / max(1,
-        |W_atom| / max_norm)`` -- seed 001 clips its decoders the same way,
-        so that an L1 penalty on the features cannot be dodged by shrinking
-        them and growing the decoder.
-
-    Weights: ``weight`` has :class:`torch.nn.Conv2d`'s layout ``(c r^2, C,
-    k, k)`` for ``"subpixel"`` and :class:`torch.nn.ConvTranspose2d`'s
-    ``(C, c, k, k)`` for ``"transposed"``; ``bias`` is ``(c,)`` in both.
-    Chapter "Sparse activity in classifiers".
+    in_channels : int
+        Feature maps ``C`` of the input.
+    out_channels : int
+        Channels ``c`` of the output.
+    upscale : int
+        The factor ``r`` (>= 1).
+    kind : str
+        ``"subpixel"`` or ``"transposed"``.
+    kernel_size : int
+        ``k``.
+    max_norm : float or None
+        Bound on each atom's norm; None for no bound.
     """
 
     def __init__(self, in_channels: int, out_channels: int = 1,
