@@ -12,7 +12,8 @@ constant ``L = ||D D^T||_2``, the largest squared singular value of ``D``
 (:func:`lipschitz`, by power iteration). ISTA takes a gradient step of size
 ``1/L`` and shrinks (:func:`soft_threshold`) -- O(1/k) in objective
 (Daubechies et al. 2004); FISTA adds Nesterov momentum -- O(1/k^2)
-(Beck & Teboulle 2009). LISTA unrolls ISTA into a network whose matrices and
+(Beck & Teboulle 2009). :func:`omp` is the greedy alternative that counts
+atoms instead of weighing them (Pati et al. 1993). LISTA unrolls ISTA into a network whose matrices and
 thresholds are learned (Gregor & LeCun 2010). :func:`learn_dictionary`
 alternates FISTA codes with a dictionary update that keeps every atom in the
 unit ball (Olshausen & Field 1996; Mairal et al. 2009).
@@ -39,6 +40,7 @@ __all__ = [
     "lipschitz",
     "ista",
     "fista",
+    "omp",
     "LISTA",
     "project_atoms_",
     "init_dictionary",
@@ -274,6 +276,70 @@ def fista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 1000, *,
     """
     return _solve(x, D, lam, n_iter, tol, step, nonneg, a0, True, track,
                   return_info, target)
+
+
+def omp(x: torch.Tensor, D: torch.Tensor, n_nonzero: int) -> torch.Tensor:
+    """Orthogonal matching pursuit: codes with ``n_nonzero`` atoms each.
+
+    Greedy L0 coding (Pati, Rezaiifar & Krishnaprasad 1993). For every
+    sample, ``n_nonzero`` times: pick the atom most correlated with the
+    residual (largest ``|(x - a D) d_j^T|``, an atom not yet chosen), then
+    refit the coefficients of all chosen atoms by least squares, so the
+    residual stays orthogonal to them. The coefficients are not shrunk, as
+    they are by the L1 penalty of :func:`fista`. The same rule as
+    scikit-learn's ``orthogonal_mp`` (the oracle in the tests); as there,
+    the correlations are not divided by the atom norms, so unit-norm atoms
+    give the textbook algorithm.
+
+    Parameters
+    ----------
+    x : ``(batch, n_inputs)`` inputs.
+    D : ``(n_atoms, n_inputs)`` dictionary, atoms as rows (non-zero).
+    n_nonzero : atoms per code, from 1 to ``min(n_atoms, n_inputs)``.
+
+    Returns
+    -------
+    torch.Tensor
+        Codes ``(batch, n_atoms)`` with ``n_nonzero`` chosen atoms per row
+        (a chosen coefficient is exactly 0 only when ``x`` already lies in
+        the span of the atoms chosen before it). Batched and on the device
+        of ``x``; gradients flow to ``x`` and ``D`` through the least-squares
+        coefficients (the choice of atoms is discrete). Chapter 2.
+    """
+    _check_xD(x, D)
+    n_atoms, n_inputs = D.shape
+    n_nonzero = check_int("n_nonzero", n_nonzero, minimum=1)
+    if n_nonzero > min(n_atoms, n_inputs):
+        raise ValueError(
+            f"n_nonzero must be at most min(n_atoms={n_atoms}, n_inputs="
+            f"{n_inputs}) = {min(n_atoms, n_inputs)}: more atoms than "
+            f"inputs cannot be fitted by least squares; got {n_nonzero}")
+    batch = x.shape[0]
+    rows = torch.arange(batch, device=x.device)
+    G = D @ D.T                      # (n_atoms, n_atoms)
+    xDt = x @ D.T                    # (batch, n_atoms)
+    corr = xDt
+    taken = torch.zeros(batch, n_atoms, dtype=torch.bool, device=x.device)
+    support = torch.empty(batch, 0, dtype=torch.long, device=x.device)
+    coef = xDt[:, :0]
+    for _ in range(n_nonzero):
+        score = corr.detach().abs().masked_fill(taken, -1.0)
+        j = score.argmax(1)
+        taken[rows, j] = True
+        support = torch.cat([support, j[:, None]], 1)   # (batch, k)
+        G_s = G[support[:, :, None], support[:, None, :]]  # (batch, k, k)
+        try:
+            coef = torch.linalg.solve(
+                G_s, xDt.gather(1, support).unsqueeze(-1)).squeeze(-1)
+        except RuntimeError as err:  # torch.linalg.LinAlgError
+            raise ValueError(
+                "omp: the chosen atoms are linearly dependent (D has "
+                "repeated or collinear atoms, or n_nonzero exceeds its "
+                "rank)") from err
+        # correlations of the new residual: x D^T - coef G[support]
+        corr = xDt - (coef.unsqueeze(1) @ G[support]).squeeze(1)
+    a = torch.zeros(batch, n_atoms, device=x.device, dtype=coef.dtype)
+    return a.scatter(1, support, coef)
 
 
 class LISTA(torch.nn.Module):

@@ -4,6 +4,7 @@ No timing is asserted (timed tests flake); the ratios are printed by
 ``python -m sparselib.benchmarks`` and reported in chapter 2.
 """
 
+import pytest
 import torch
 
 from sparselib import benchmarks, coding
@@ -40,3 +41,18 @@ def test_learn_dictionary_callback_can_stop_and_is_not_timed():
                                       callback=lambda e, D: seen.append(e)
                                       or e == 3, progress_bar=False)
     assert seen == [1, 2, 3] and len(hist.seconds) == 3
+
+
+def test_dictionary_benchmark_scores_on_the_first_n_score_rows():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(400, 10, generator=g)
+    r = benchmarks.dictionary_vs_minibatch(x, 6, 0.3, sk_epochs=1,
+                                           batch_size=100, max_epochs=2,
+                                           device="cpu", n_score=50)
+    head = x[:50]
+    assert r["objective_sklearn"] == pytest.approx(
+        benchmarks.mean_objective(head, r["D_sklearn"].float(), 0.3))
+    assert r["objective_ours"] == pytest.approx(
+        benchmarks.mean_objective(head, r["D_ours"], 0.3))
+    with pytest.raises(ValueError, match="n_score"):
+        benchmarks.dictionary_vs_minibatch(x, 6, 0.3, n_score=0)

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.decomposition import sparse_encode
+from sklearn.linear_model import orthogonal_mp
 
 from sparselib import coding as C
 
@@ -193,6 +194,12 @@ def test_atom_recovery_hand_made():
      "forget"),
     (lambda x, D: C.objective(x, D, torch.zeros(3, 3), 0.1), ValueError,
      "a must be"),
+    (lambda x, D: C.omp(x, D, 0), ValueError, "n_nonzero"),
+    (lambda x, D: C.omp(x, D, 13), ValueError, "n_nonzero must be at most"),
+    (lambda x, D: C.omp(x, D, 2.5), TypeError, "n_nonzero"),
+    (lambda x, D: C.omp(x[:, :10], D, 2), ValueError, "n_inputs"),
+    (lambda x, D: C.omp(x, torch.cat([D[:1], D[:1]]), 2), ValueError,
+     "linearly dependent"),
 ])
 def test_bad_input(make, exc, msg):
     x, D = random_problem(n_atoms=20, n_inputs=12, batch=5)
@@ -208,3 +215,55 @@ def test_target_objective_stops_at_the_first_iteration_below_it():
                       return_info=True)
     first = next(k for k, f in enumerate(full.objective, 1) if f <= target)
     assert info.converged and info.n_iter == first
+
+
+@pytest.mark.parametrize("seed,k", [(0, 1), (1, 5), (2, 20), (3, 64)])
+def test_omp_matches_sklearn_orthogonal_mp(seed, k):
+    x, D = random_problem(n_atoms=128, n_inputs=64, batch=40, seed=seed)
+    ours = C.omp(x, D, k)
+    theirs = orthogonal_mp(D.numpy().T, x.numpy().T, n_nonzero_coefs=k).T
+    np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-8, rtol=0)
+    assert ((ours != 0).sum(1) == k).all()
+
+
+def test_omp_on_an_orthonormal_dictionary_keeps_the_k_largest():
+    # With Q orthonormal, a = x Q^T exactly, and OMP keeps its k entries of
+    # largest magnitude unchanged (hard thresholding): derived by hand.
+    g = torch.Generator().manual_seed(4)
+    Q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g,
+                                       dtype=torch.float64))
+    x = torch.randn(30, 16, generator=g, dtype=torch.float64)
+    full = x @ Q.T
+    top = full.abs().topk(4, dim=1).indices
+    expected = torch.zeros_like(full).scatter(1, top, full.gather(1, top))
+    torch.testing.assert_close(C.omp(x, Q, 4), expected)
+    torch.testing.assert_close(C.omp(x, Q, 16), full)  # all atoms: exact
+
+
+def test_omp_residual_is_orthogonal_to_the_chosen_atoms():
+    x, D = random_problem(n_atoms=50, n_inputs=30, batch=10, seed=5)
+    a = C.omp(x, D, 7)
+    resid = x - a @ D
+    corr = resid @ D.T
+    chosen = a != 0
+    assert corr[chosen].abs().max() < 1e-10
+    assert corr[~chosen].abs().max() > 1e-3
+
+
+def test_omp_planted_support_is_found():
+    # a noiseless 3-sparse signal on an incoherent dictionary: OMP recovers
+    # the support and the values exactly
+    x, D = random_problem(n_atoms=40, n_inputs=64, batch=1, seed=6)
+    a_true = torch.zeros(8, 40, dtype=torch.float64)
+    for i in range(8):
+        a_true[i, [i, 10 + i, 30 + i]] = torch.tensor([1.5, -2.0, 1.2],
+                                                      dtype=torch.float64)
+    torch.testing.assert_close(C.omp(a_true @ D, D, 3), a_true)
+
+
+def test_omp_gradients_match_finite_differences():
+    x, D = random_problem(n_atoms=12, n_inputs=8, batch=3, seed=7)
+    x.requires_grad_(True)
+    D.requires_grad_(True)
+    # the support is fixed for small perturbations, so the map is smooth
+    assert torch.autograd.gradcheck(lambda x, D: C.omp(x, D, 3), (x, D))

@@ -119,3 +119,35 @@ def test_mlp_fit_with_eval_every_on_cuda():
                             m, x, y)})
     assert hist.eval["step"] == [8, 16, 24, 32, 40]
     assert hist.eval["acc"][-1] > 0.8
+
+
+def test_sparse_coding_on_cuda_matches_cpu():
+    g = torch.Generator().manual_seed(0)
+    D = torch.randn(48, 24, generator=g, dtype=torch.float64)
+    D = D / D.norm(dim=1, keepdim=True)
+    x = torch.randn(30, 24, generator=g, dtype=torch.float64)
+    Dg, xg = D.cuda(), x.cuda()
+    assert sl.coding.lipschitz(Dg) == pytest.approx(sl.coding.lipschitz(D))
+    for solver in (sl.coding.ista, sl.coding.fista):
+        a = solver(x, D, 0.2, 300, tol=0)
+        ag = solver(xg, Dg, 0.2, 300, tol=0)
+        assert ag.device.type == "cuda"
+        torch.testing.assert_close(ag.cpu(), a)
+    torch.testing.assert_close(sl.coding.omp(xg, Dg, 6).cpu(),
+                               sl.coding.omp(x, D, 6))
+    net = sl.coding.LISTA(Dg, 0.2, 3)
+    torch.testing.assert_close(net(xg).cpu(),
+                               sl.coding.ista(x, D, 0.2, 3, tol=0))
+    Dl, _ = sl.coding.learn_dictionary(
+        xg.float(), 12, 0.1, n_epochs=2, progress_bar=False,
+        generator=torch.Generator().manual_seed(0))
+    assert Dl.device.type == "cuda" and (Dl.norm(dim=1) <= 1 + 1e-6).all()
+
+
+def test_encoding_benchmark_on_cuda():
+    g = torch.Generator().manual_seed(0)
+    D = torch.randn(64, 32, generator=g)
+    D = D / D.norm(dim=1, keepdim=True)
+    x = torch.randn(200, 32, generator=g)
+    r = sl.benchmarks.encoding_vs_lars(x, D, 0.3, device="cuda", repeat=1)
+    assert r["device"].startswith("cuda") and abs(r["rel_gap"]) <= 1e-4
