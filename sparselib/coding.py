@@ -13,10 +13,11 @@ constant ``L = ||D D^T||_2``, the largest squared singular value of ``D``
 ``1/L`` and shrinks (:func:`soft_threshold`) -- O(1/k) in objective
 (Daubechies et al. 2004); FISTA adds Nesterov momentum -- O(1/k^2)
 (Beck & Teboulle 2009). :func:`omp` is the greedy alternative that counts
-atoms instead of weighing them (Pati et al. 1993). LISTA unrolls ISTA into a network whose matrices and
-thresholds are learned (Gregor & LeCun 2010). :func:`learn_dictionary`
-alternates FISTA codes with a dictionary update that keeps every atom in the
-unit ball (Olshausen & Field 1996; Mairal et al. 2009).
+atoms instead of weighing them (Pati et al. 1993). LISTA unrolls ISTA into a
+network whose matrices and thresholds are learned (Gregor & LeCun 2010).
+:func:`learn_dictionary` alternates FISTA codes with a dictionary update that
+keeps every atom in the unit ball (Olshausen & Field 1996; Mairal et al.
+2009).
 
 Everything is batched, runs on the device of its inputs and is
 differentiable (autograd flows through the iterations) unless stated.
