@@ -46,6 +46,7 @@ __all__ = [
     "project_atoms_",
     "init_dictionary",
     "learn_dictionary",
+    "forget_factor",
     "DictionaryHistory",
     "SolverInfo",
     "atom_recovery",
@@ -447,14 +448,15 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
                      n_epochs: int = 10, batch_size: int = 256,
                      D0: torch.Tensor | None = None, project: bool = True,
                      n_iter: int = 100, tol: float = 1e-4,
-                     forget: float = 0.5, nonneg: bool = False,
+                     forget="auto", nonneg: bool = False,
                      generator=None,
                      progress_bar: bool | None = None, callback=None):
     """Learn a dictionary by alternating sparse coding and atom updates.
 
     For each mini-batch: codes by warm-started :func:`fista`; then the
     sufficient statistics ``A = sum a^T a`` and ``B = sum a^T x`` are updated
-    (older batches discounted by ``forget``) and every atom takes one block
+    (older batches discounted by a factor, see ``forget``) and every atom
+    takes one block
     coordinate step ``d_j <- d_j + (B_j - A_j D) / A_jj`` followed by the
     projection onto the unit ball (Mairal, Bach, Ponce & Sapiro 2009).
     ``project=False`` drops the projection -- the chapter's demonstration
@@ -467,7 +469,15 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
     n_epochs, batch_size : passes over ``x`` and mini-batch size.
     D0 : starting dictionary (default :func:`init_dictionary`).
     n_iter, tol : FISTA budget and tolerance per batch.
-    forget : weight of the old statistics at each batch, in [0, 1).
+    forget : weight of the old statistics at each batch. ``"auto"`` (the
+        default) follows :func:`forget_factor` with ``rho = 10``: it
+        forgets the early batches quickly and then tends to 1, so the
+        statistics average ever more batches and the dictionary settles.
+        A number in [0, 1) is a fixed factor, which follows the latest
+        batches: quick at first, but it levels off at a floor set by
+        mini-batch noise (measured in chapter 2). A callable
+        ``forget(step) -> float`` in [0, 1] sets any other schedule, e.g.
+        ``lambda t: forget_factor(t, rho=1)``.
     nonneg : constrain the codes to be non-negative (parts-based
         dictionaries, as for digits).
     callback : ``callback(epoch, D)`` after every epoch; returning True
@@ -486,8 +496,16 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
     n_atoms = check_int("n_atoms", n_atoms, minimum=1)
     n_epochs = check_int("n_epochs", n_epochs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    if not 0 <= forget < 1:
-        raise ValueError(f"forget must lie in [0, 1), got {forget}")
+    if isinstance(forget, str) and forget == "auto":
+        schedule = forget_factor
+    elif callable(forget):
+        schedule = forget
+    elif isinstance(forget, numbers.Real) and not isinstance(forget, bool) \
+            and 0 <= forget < 1:
+        schedule = lambda step: float(forget)  # noqa: E731
+    else:
+        raise ValueError(f'forget must be "auto", a number in [0, 1) or a '
+                         f'callable step -> factor; got {forget!r}')
     D = init_dictionary(x, n_atoms, generator=generator) if D0 is None \
         else D0.detach().clone()
     if D.shape != (n_atoms, x.shape[1]):
@@ -500,6 +518,7 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
     hist = DictionaryHistory()
     start = time.perf_counter()
     paused = 0.0  # time spent in the callback, left out of the record
+    step = 0  # mini-batches seen, for the forgetting schedule
     for epoch in progress(range(1, n_epochs + 1), "dictionary epochs",
                           enabled=progress_bar):
         perm = torch.randperm(n, generator=generator).to(x.device)
@@ -513,8 +532,13 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
                 codes[idx] = a
                 objs.append(float(objective(xb, D, a, lam).mean()))
                 l1s.append(float(a.abs().sum(1).mean()))
-                A.mul_(forget).add_(a.T @ a)
-                B.mul_(forget).add_(a.T @ xb)
+                beta = schedule(step)
+                if not isinstance(beta, numbers.Real) or not 0 <= beta <= 1:
+                    raise ValueError(f"forget({step}) returned {beta!r}; "
+                                     f"expected a number in [0, 1]")
+                step += 1
+                A.mul_(beta).add_(a.T @ a)
+                B.mul_(beta).add_(a.T @ xb)
                 for j in range(n_atoms):
                     if A[j, j] > 1e-12:
                         D[j] += (B[j] - A[j] @ D) / A[j, j]
@@ -533,6 +557,26 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
             if stop:
                 break
     return D, hist
+
+
+def forget_factor(step: int, rho: float = 10.0) -> float:
+    """Weight of the old statistics at mini-batch ``step`` (0, 1, ...).
+
+    ``(t / (t + 1))^rho`` with ``t = step``: Mairal, Bach, Ponce & Sapiro's
+    (2010) scaling of the past, ``(1 - 1/t)^rho`` for their batches counted
+    from 1. A batch seen at a fraction ``f`` of the way through training
+    keeps a weight of about ``f^rho``, so the statistics remember about the
+    last ``1/(rho + 1)`` of the batches: the codes computed with the poor early
+    dictionaries fade quickly, while the memory still grows without bound
+    and the factor tends to 1. ``rho = 0`` weighs all the batches seen
+    alike; ``rho = 1`` weighs batch ``s`` of ``t`` by ``s / t``, as
+    scikit-learn's ``MiniBatchDictionaryLearning`` does at first. Chapter 2.
+    """
+    step = check_int("step", step, minimum=0)
+    if not isinstance(rho, numbers.Real) or isinstance(rho, bool) or \
+            not math.isfinite(rho) or rho < 0:
+        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
+    return (step / (step + 1)) ** rho
 
 
 def atom_recovery(D_learned: torch.Tensor, D_true: torch.Tensor) -> float:

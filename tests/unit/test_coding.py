@@ -161,6 +161,57 @@ def test_planted_dictionary_is_recovered():
     assert hist.objective[-1] < hist.objective[0]
 
 
+def test_forget_factor_hand_computed():
+    assert C.forget_factor(0) == 0.0  # nothing to remember yet
+    assert C.forget_factor(1) == pytest.approx(0.5 ** 10)
+    assert C.forget_factor(3, rho=2) == pytest.approx(9 / 16)
+    assert C.forget_factor(4, rho=1) == pytest.approx(4 / 5)
+    assert C.forget_factor(7, rho=0) == 1.0
+    # hand-derived weights of batches 1..4 after four steps: batch s keeps
+    # (s / 4)^rho -- all equal for rho = 0, proportional to s for rho = 1
+    for rho, want in ((0, [1, 1, 1, 1]), (1, [1 / 4, 2 / 4, 3 / 4, 1]),
+                      (2, [1 / 16, 4 / 16, 9 / 16, 1])):
+        w = []
+        for t in range(4):
+            w = [v * C.forget_factor(t, rho=rho) for v in w] + [1.0]
+        assert w == pytest.approx(want)
+    # it rises towards 1
+    seq = [C.forget_factor(t) for t in range(0, 100_000, 97)]
+    assert all(u <= v for u, v in zip(seq, seq[1:]))
+    assert 0.9998 < seq[-1] < 1
+    with pytest.raises(ValueError, match="step"):
+        C.forget_factor(-1)
+    with pytest.raises(ValueError, match="rho"):
+        C.forget_factor(1, rho=-1.0)
+
+
+def test_auto_forget_is_the_schedule():
+    # two batches, one epoch: the first factor multiplies empty statistics,
+    # so "auto" must equal the fixed factor of step 1, and differ from 0.5
+    x, _ = planted(n=512)
+    runs = {}
+    for forget in ("auto", C.forget_factor(1), 0.5):
+        g = torch.Generator().manual_seed(0)
+        runs[forget], _ = C.learn_dictionary(
+            x, 24, 0.1, n_epochs=1, batch_size=256, forget=forget,
+            generator=g, progress_bar=False)
+    assert torch.equal(runs["auto"], runs[C.forget_factor(1)])
+    assert not torch.allclose(runs["auto"], runs[0.5])
+    # a callable schedule is called with the step: 0, 1, 2, ...
+    seen = []
+
+    def schedule(step):
+        seen.append(step)
+        return 0.5
+
+    g = torch.Generator().manual_seed(0)
+    D, _ = C.learn_dictionary(x, 24, 0.1, n_epochs=1, batch_size=256,
+                              forget=schedule, generator=g,
+                              progress_bar=False)
+    assert seen == [0, 1]
+    assert torch.equal(D, runs[0.5])
+
+
 def test_without_projection_atoms_grow_and_codes_shrink():
     x, _ = planted(seed=1)
     g = torch.Generator().manual_seed(1)
@@ -192,6 +243,12 @@ def test_atom_recovery_hand_made():
     (lambda x, D: C.learn_dictionary(x, 0, 0.1), ValueError, "n_atoms"),
     (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget=1.0), ValueError,
      "forget"),
+    (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget="sometimes"),
+     ValueError, "forget must be"),
+    (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget=True), ValueError,
+     "forget must be"),
+    (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget=lambda t: 1.5),
+     ValueError, r"forget\(0\) returned 1.5"),
     (lambda x, D: C.objective(x, D, torch.zeros(3, 3), 0.1), ValueError,
      "a must be"),
     (lambda x, D: C.omp(x, D, 0), ValueError, "n_nonzero"),
