@@ -456,9 +456,9 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
     For each mini-batch: codes by warm-started :func:`fista`; then the
     sufficient statistics ``A = sum a^T a`` and ``B = sum a^T x`` are updated
     (older batches discounted by a factor, see ``forget``) and every atom
-    takes one block
-    coordinate step ``d_j <- d_j + (B_j - A_j D) / A_jj`` followed by the
-    projection onto the unit ball (Mairal, Bach, Ponce & Sapiro 2009).
+    takes one block coordinate step ``d_j <- d_j + (B_j - A_j D) / A_jj``
+    followed by the projection onto the unit ball (Mairal, Bach, Ponce &
+    Sapiro 2009).
     ``project=False`` drops the projection -- the chapter's demonstration
     of why the constraint is needed.
 
