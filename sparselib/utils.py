@@ -5,8 +5,9 @@ Every chapter notebook starts with the same three decisions:
 * **scale** -- ``"quick"`` (CI, under a minute on two CPU cores), ``"full"``
   (the published outputs, at most 15 minutes on two CPU cores) or ``"paper"``
   (the source's own protocol, meant for a GPU). The notebook's ``SCALE``
-  parameter decides, unless the environment variable ``SPARSELIB_SCALE`` is set:
-  that is how nbval and the book build force a scale without editing notebooks.
+  parameter decides, unless the environment variable ``SPARSELIB_SCALE`` is
+  set: that is how nbval and the book build force a scale without editing
+  notebooks.
 * **device** -- ``"auto"`` picks CUDA when present, else the CPU.
 * **seed** -- one integer seeds Python, NumPy and torch; ``deterministic=True``
   also asks torch for deterministic kernels.
@@ -17,6 +18,7 @@ chapter 1 ("Neural codes"); used by every chapter.
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import random
@@ -36,7 +38,11 @@ __all__ = [
     "progress_enabled",
     "progress",
     "check_int",
+    "check_real",
     "check_probability",
+    "check_choice",
+    "check_tensor",
+    "check_same",
     "glue",
     "sci",
 ]
@@ -64,20 +70,66 @@ def progress(iterable, desc: str | None = None, total: int | None = None,
                 disable=not progress_enabled(enabled))
 
 
+def _show(value) -> str:
+    """A short ``repr`` of ``value`` for error messages."""
+    if isinstance(value, torch.Tensor):
+        if value.ndim == 0:
+            return f"tensor({value.item()!r}, dtype={value.dtype})"
+        return (f"a {value.ndim}-d tensor of shape {tuple(value.shape)} "
+                f"({value.dtype})")
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _interval(minimum, maximum, min_open: bool, max_open: bool) -> str:
+    """The bounds as text: ``" >= 0"``, ``" in (0, 1]"`` or ``""``."""
+    if minimum is not None and maximum is not None:
+        lo = "(" if min_open else "["
+        hi = ")" if max_open else "]"
+        return f" in {lo}{minimum:g}, {maximum:g}{hi}"
+    if minimum is not None:
+        return f" {'>' if min_open else '>='} {minimum:g}"
+    if maximum is not None:
+        return f" {'<' if max_open else '<='} {maximum:g}"
+    return ""
+
+
 def check_int(name: str, value, *, minimum: int | None = None,
               maximum: int | None = None) -> int:
-    """Return ``value`` as ``int`` or raise a clear error naming ``name``.
+    """Return ``value`` as ``int`` or raise an error naming ``name``.
 
-    Accepts Python and NumPy integers (and integral 0-d tensors); rejects
-    bools, floats (even ``3.0``) and anything else with ``TypeError``, and
-    values outside ``[minimum, maximum]`` with ``ValueError``.
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the error message.
+    value : object
+        The value to check: a Python or NumPy integer, or an integral 0-d
+        tensor. Bools and floats (even ``3.0``) are rejected.
+    minimum, maximum : int, optional
+        Inclusive bounds; ``None`` means unbounded on that side.
+
+    Returns
+    -------
+    int
+        ``value`` as a Python ``int``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If ``value`` lies outside ``[minimum, maximum]``.
     """
     if isinstance(value, torch.Tensor) and value.ndim == 0 and not \
-            value.is_floating_point() and value.dtype != torch.bool:
+            value.is_floating_point() and not value.is_complex() and \
+            value.dtype != torch.bool:
         value = int(value.item())
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, (bool, np.bool_)) or \
+            not isinstance(value, numbers.Integral):
         raise TypeError(
-            f"{name} must be an integer, got {value!r} "
+            f"{name} must be an integer, got {_show(value)} "
             f"({type(value).__name__})")
     value = int(value)
     if minimum is not None and value < minimum:
@@ -87,23 +139,225 @@ def check_int(name: str, value, *, minimum: int | None = None,
     return value
 
 
+def check_real(name: str, value, *, minimum: float | None = None,
+               maximum: float | None = None, min_open: bool = False,
+               max_open: bool = False, allow_nan: bool = False,
+               allow_inf: bool = False) -> float:
+    """Return ``value`` as ``float`` or raise an error naming ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the error message.
+    value : object
+        The value to check: a Python ``int`` or ``float``, a NumPy real
+        scalar (``np.float32``, ``np.int64``, ...) or a 0-d real tensor
+        (read with ``.item()``: call this at an entry point, not in a
+        loop). Bools, complex numbers, strings and ``None`` are rejected.
+    minimum, maximum : float, optional
+        Bounds; ``None`` means unbounded on that side.
+    min_open, max_open : bool, default False
+        Whether the bound excludes its end (``>`` rather than ``>=``).
+    allow_nan : bool, default False
+        Accept NaN (it is then returned without a bounds check).
+    allow_inf : bool, default False
+        Accept infinite values (still subject to the bounds).
+
+    Returns
+    -------
+    float
+        ``value`` as a Python ``float``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number.
+    ValueError
+        If ``value`` is NaN or infinite (unless allowed) or out of bounds;
+        the message states the interval, e.g.
+        ``lam must be a real number >= 0, got -0.1``.
+    """
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and \
+            value.dtype != torch.bool and not value.is_complex():
+        value = value.item()
+    elif isinstance(value, np.ndarray) and value.ndim == 0 and \
+            value.dtype.kind in "iuf":
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or \
+            not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a real number, got {_show(value)} "
+            f"({type(value).__name__})")
+    value = float(value)
+    bounds = _interval(minimum, maximum, min_open, max_open)
+    if math.isnan(value):
+        if allow_nan:
+            return value
+        raise ValueError(f"{name} must be a real number{bounds}, not NaN; "
+                         f"got nan")
+    if math.isinf(value) and not allow_inf:
+        raise ValueError(f"{name} must be a finite real number{bounds}, "
+                         f"got {value}")
+    ok = True
+    if minimum is not None:
+        ok = value > minimum if min_open else value >= minimum
+    if ok and maximum is not None:
+        ok = value < maximum if max_open else value <= maximum
+    if not ok:
+        raise ValueError(f"{name} must be a real number{bounds}, got "
+                         f"{value!r}")
+    return value
+
+
 def check_probability(name: str, value, *, open_low: bool = False,
                       open_high: bool = False) -> float:
-    """Return ``value`` as ``float`` if it lies in [0, 1] (ends optionally open).
+    """Return ``value`` as ``float`` if it lies in [0, 1] (ends may be open).
 
-    Raises ``TypeError`` for non-numbers and ``ValueError`` (naming ``name``)
-    for NaN or values outside the interval.
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the error message.
+    value : object
+        A real number, as accepted by :func:`check_real`.
+    open_low, open_high : bool, default False
+        Exclude 0 (``open_low``) or 1 (``open_high``).
+
+    Returns
+    -------
+    float
+        ``value`` as a Python ``float``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number.
+    ValueError
+        If ``value`` is NaN or outside the interval.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    low_ok = value > 0 if open_low else value >= 0
-    high_ok = value < 1 if open_high else value <= 1
-    if not (low_ok and high_ok):  # also catches NaN
-        lo = "(" if open_low else "["
-        hi = ")" if open_high else "]"
-        raise ValueError(f"{name} must lie in {lo}0, 1{hi}, got {value}")
+    return check_real(name, value, minimum=0, maximum=1, min_open=open_low,
+                      max_open=open_high)
+
+
+def check_choice(name: str, value, choices) -> str:
+    """Return ``value`` if it is one of the strings ``choices``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the error message.
+    value : object
+        The value to check; must be a ``str`` (compared exactly).
+    choices : iterable of str
+        The allowed names.
+
+    Returns
+    -------
+    str
+        ``value``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a string.
+    ValueError
+        If ``value`` is not one of ``choices`` (the message lists them).
+    """
+    choices = tuple(choices)
+    allowed = ", ".join(repr(c) for c in choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {allowed}; got "
+                        f"{_show(value)} ({type(value).__name__})")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
     return value
+
+
+def check_tensor(name: str, value, *, ndim=None, floating: bool = False,
+                 dtype: torch.dtype | None = None,
+                 finite: bool = False) -> torch.Tensor:
+    """Return ``value`` if it is a tensor of the expected kind.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the error message.
+    value : object
+        The value to check.
+    ndim : int or tuple of int, optional
+        The allowed number(s) of dimensions.
+    floating : bool, default False
+        Require a floating-point dtype.
+    dtype : torch.dtype, optional
+        Require exactly this dtype.
+    finite : bool, default False
+        Require every entry to be finite. This reads the tensor's values
+        (a device synchronisation on a GPU): use it at an entry point,
+        never inside an iteration loop.
+
+    Returns
+    -------
+    torch.Tensor
+        ``value``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a tensor, or has the wrong dtype.
+    ValueError
+        If ``value`` has the wrong number of dimensions, or (with
+        ``finite=True``) holds NaN or infinite values.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got "
+                        f"{type(value).__name__}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got "
+                        f"dtype {value.dtype}")
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {value.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if value.ndim not in allowed:
+            want = " or ".join(str(d) for d in allowed)
+            raise ValueError(f"{name} must be {want}-d, got shape "
+                             f"{tuple(value.shape)} ({value.ndim}-d)")
+    if finite and not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return value
+
+
+def check_same(tensors) -> None:
+    """Check that tensors share one dtype and one device.
+
+    Parameters
+    ----------
+    tensors : mapping or iterable of (str, torch.Tensor)
+        The tensors by argument name, e.g. ``{"x": x, "D": D}``; entries
+        whose value is ``None`` are skipped.
+
+    Raises
+    ------
+    TypeError
+        If two tensors differ in dtype (the message names both arguments
+        and both dtypes).
+    ValueError
+        If two tensors lie on different devices (a device is a property
+        of the value, not of its kind; the message names both arguments
+        and both devices).
+    """
+    items = list(tensors.items() if hasattr(tensors, "items") else tensors)
+    items = [(n, t) for n, t in items if t is not None]
+    if not items:
+        return
+    first, ref = items[0]
+    for other, t in items[1:]:
+        if t.dtype != ref.dtype:
+            raise TypeError(f"{first} and {other} must have the same dtype; "
+                            f"got {first}: {ref.dtype}, {other}: {t.dtype}")
+        if t.device != ref.device:
+            raise ValueError(f"{first} and {other} must be on the same "
+                             f"device; got {first} on {ref.device}, {other} "
+                             f"on {t.device}")
 
 
 def resolve_scale(scale: str | None = None) -> str:

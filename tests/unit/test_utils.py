@@ -143,9 +143,11 @@ def test_check_int():
 def test_check_probability():
     assert check_probability("p", 0) == 0.0
     for bad in (-0.1, 1.1, float("nan")):
-        with pytest.raises(ValueError, match=r"p must lie in \[0, 1\]"):
+        with pytest.raises(ValueError,
+                           match=r"p must be a real number in \[0, 1\]"):
             check_probability("p", bad)
-    with pytest.raises(ValueError, match=r"rho must lie in \(0, 1\)"):
+    with pytest.raises(ValueError,
+                       match=r"rho must be a real number in \(0, 1\), got 0"):
         check_probability("rho", 0.0, open_low=True, open_high=True)
     with pytest.raises(TypeError, match="p"):
         check_probability("p", "0.5")
