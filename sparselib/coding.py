@@ -28,12 +28,12 @@ Introduced in chapter 2 ("Sparse coding as optimisation").
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import torch
 
-from .utils import check_int, progress
+from .utils import (check_choice, check_int, check_real, check_same,
+                    check_tensor, progress)
 
 __all__ = [
     "soft_threshold",
@@ -60,45 +60,48 @@ STEP_SAFETY = 1.001
 # ---------------------------------------------------------------- checks
 
 
-def _check_lam(lam, n_atoms=None):
+def _check_lam(lam, n_atoms=None, like=None):
+    """``lam`` checked once, at a public entry point.
+
+    A number (returned as ``float``) or a tensor of thresholds, at most 1-d
+    with 1 or ``n_atoms`` entries (returned unchanged; its values are read
+    once here, never in the solvers' loops). ``like``: a tensor whose
+    device a 1-d ``lam`` must share.
+    """
     if isinstance(lam, torch.Tensor):
-        if torch.isnan(lam).any() or (lam < 0).any():
-            raise ValueError("lam must be >= 0 everywhere (no NaN)")
+        if lam.dtype == torch.bool or lam.is_complex():
+            raise TypeError(f"lam must hold real numbers, got a tensor of "
+                            f"dtype {lam.dtype}")
         if lam.ndim > 1 or (lam.ndim == 1 and n_atoms is not None and
                             lam.shape[0] not in (1, n_atoms)):
             raise ValueError(f"lam must be a number or a vector of "
                              f"n_atoms={n_atoms} values; got shape "
                              f"{tuple(lam.shape)}")
+        if lam.ndim == 1 and like is not None and lam.device != like.device:
+            raise ValueError(f"lam must be on the device of D; got lam on "
+                             f"{lam.device}, D on {like.device}")
+        if not bool((lam >= 0).all()):  # also NaN
+            raise ValueError(f"lam must be >= 0 everywhere (no NaN); got "
+                             f"min {lam.min().item()!r}")
         return lam
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
-        raise TypeError(f"lam must be a real number >= 0, got {lam!r}")
-    if not lam >= 0:  # also NaN
-        raise ValueError(f"lam must be >= 0, got {lam}")
-    return float(lam)
+    return check_real("lam", lam, minimum=0)
 
 
 def _check_xD(x, D):
-    for name, t in (("x", x), ("D", D)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got "
-                            f"{type(t).__name__}")
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got "
-                            f"{t.dtype}")
-        if t.ndim != 2:
-            raise ValueError(f"{name} must be 2-d; got shape "
-                             f"{tuple(t.shape)}")
+    """``x`` and ``D`` checked once, at a public entry point.
+
+    Reads the values (finite, no zero atom): never call it in a loop.
+    """
+    check_tensor("x", x, ndim=2, floating=True)
+    check_tensor("D", D, ndim=2, floating=True)
+    check_same({"x": x, "D": D})
     if x.shape[1] != D.shape[1]:
         raise ValueError(
             f"x is (batch, n_inputs={x.shape[1]}) but D is (n_atoms, "
             f"n_inputs={D.shape[1]}): the n_inputs must match (atoms are "
             "the rows of D)")
-    if x.device != D.device:
-        raise ValueError(f"x is on {x.device} but D on {D.device}")
-    if not torch.isfinite(x).all():
-        raise ValueError("x contains NaN or infinite values")
-    if not torch.isfinite(D).all():
-        raise ValueError("D contains NaN or infinite values")
+    check_tensor("x", x, finite=True)
+    check_tensor("D", D, finite=True)
     norms = D.detach().norm(dim=1)
     if (norms == 0).any():
         i = int((norms == 0).nonzero()[0])
@@ -109,17 +112,25 @@ def _check_xD(x, D):
 # ---------------------------------------------------------------- pieces
 
 
+def _shrink(z, lam, nonneg):
+    """:func:`soft_threshold` without checks, for the solvers' loops."""
+    if nonneg:
+        return torch.relu(z - lam)
+    return torch.sign(z) * torch.relu(z.abs() - lam)
+
+
 def soft_threshold(z: torch.Tensor, lam, nonneg: bool = False) -> torch.Tensor:
     """The proximal map of ``lam * |.|_1``: ``sign(z) max(|z| - lam, 0)``.
 
     With ``nonneg=True``, the proximal map of ``lam |.|_1`` plus the
     constraint ``a >= 0``: ``max(z - lam, 0)``. ``lam`` is a number or a
-    tensor broadcastable to ``z`` (one threshold per atom). Chapter 2.
+    tensor broadcastable to ``z`` (one threshold per atom); its values are
+    checked (>= 0, no NaN) on every call, so the solvers use an unchecked
+    copy in their loops. Chapter 2.
     """
+    check_tensor("z", z)
     lam = _check_lam(lam)
-    if nonneg:
-        return torch.relu(z - lam)
-    return torch.sign(z) * torch.relu(z.abs() - lam)
+    return _shrink(z, lam, nonneg)
 
 
 def objective(x: torch.Tensor, D: torch.Tensor, a: torch.Tensor,
@@ -129,10 +140,19 @@ def objective(x: torch.Tensor, D: torch.Tensor, a: torch.Tensor,
     scikit-learn's lasso objective for ``sparse_encode`` (per sample, no
     division by n_inputs). Chapter 2.
     """
-    lam = _check_lam(lam, D.shape[0])
+    check_tensor("x", x, ndim=2)
+    check_tensor("D", D, ndim=2)
+    check_tensor("a", a, ndim=2)
+    check_same({"x": x, "D": D, "a": a})
+    lam = _check_lam(lam, D.shape[0], like=D)
     if a.shape != (x.shape[0], D.shape[0]):
         raise ValueError(f"a must be (batch={x.shape[0]}, n_atoms="
                          f"{D.shape[0]}); got {tuple(a.shape)}")
+    return _objective(x, D, a, lam)
+
+
+def _objective(x, D, a, lam):
+    """:func:`objective` without checks, for the solvers' loops."""
     resid = x - a @ D
     return 0.5 * (resid ** 2).sum(1) + (lam * a.abs()).sum(1)
 
@@ -147,7 +167,9 @@ def lipschitz(D: torch.Tensor, n_iter: int = 300, tol: float = 1e-9,
     approaches ``L`` from below, so the solvers take the step
     ``1 / (STEP_SAFETY * lipschitz(D))``. Chapter 2.
     """
+    check_tensor("D", D, ndim=2)
     n_iter = check_int("n_iter", n_iter, minimum=1)
+    tol = check_real("tol", tol, minimum=0)
     with torch.no_grad():
         D = D.detach()
         G = D @ D.T if D.shape[0] <= D.shape[1] else D.T @ D
@@ -184,24 +206,37 @@ class SolverInfo:
 
 
 def _solve(x, D, lam, n_iter, tol, step, nonneg, a0, momentum, track,
-           return_info, target=None):
+           return_info):
+    """Check the arguments of :func:`ista` / :func:`fista` once; iterate."""
     _check_xD(x, D)
-    lam = _check_lam(lam, D.shape[0])
+    lam = _check_lam(lam, D.shape[0], like=D)
     n_iter = check_int("n_iter", n_iter, minimum=1)
-    if tol < 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
+    tol = check_real("tol", tol, minimum=0)
     if step is None:
         step = 1.0 / (STEP_SAFETY * lipschitz(D))
-    elif not step > 0:
-        raise ValueError(f"step must be > 0, got {step}")
+    else:
+        step = check_real("step", step, minimum=0, min_open=True)
     batch, n_atoms = x.shape[0], D.shape[0]
     if a0 is None:
         a = torch.zeros(batch, n_atoms, device=x.device, dtype=x.dtype)
     else:
+        check_tensor("a0", a0)
+        check_same({"x": x, "a0": a0})
         if a0.shape != (batch, n_atoms):
             raise ValueError(f"a0 must be ({batch}, {n_atoms}); got "
                              f"{tuple(a0.shape)}")
         a = a0
+    a, info = _iterate(x, D, lam, n_iter, tol, step, nonneg, a, momentum,
+                       track)
+    return (a, info) if return_info else a
+
+
+def _iterate(x, D, lam, n_iter, tol, step, nonneg, a, momentum, track):
+    """The (F)ISTA loop on checked arguments: ``(codes, SolverInfo)``.
+
+    No argument checks in here: they would run (and, on a GPU, wait for
+    the device) on every iteration.
+    """
     # Precompute the parts of the gradient that do not change.
     xDt = x @ D.T          # (batch, n_atoms)
     G = D @ D.T            # (n_atoms, n_atoms)
@@ -210,20 +245,17 @@ def _solve(x, D, lam, n_iter, tol, step, nonneg, a0, momentum, track,
     info = SolverInfo(n_iter=0, converged=False, step=step)
     for k in range(1, n_iter + 1):
         grad = y @ G - xDt
-        a_new = soft_threshold(y - step * grad, thr, nonneg=nonneg)
+        a_new = _shrink(y - step * grad, thr, nonneg)
         if momentum:
             t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
             y = a_new + ((t - 1) / t_new) * (a_new - a)
             t = t_new
         else:
             y = a_new
-        if track or target is not None:
+        if track:
             with torch.no_grad():
-                f = float(objective(x, D, a_new, lam).mean())
+                f = float(_objective(x, D, a_new, lam).mean())
             info.objective.append(f)
-            if target is not None and f <= target:
-                a, info.n_iter, info.converged = a_new, k, True
-                break
         if tol > 0:
             with torch.no_grad():
                 change = (a_new - a).norm(dim=1)
@@ -236,13 +268,13 @@ def _solve(x, D, lam, n_iter, tol, step, nonneg, a0, momentum, track,
         if done:
             info.converged = True
             break
-    return (a, info) if return_info else a
+    return a, info
 
 
 def ista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 1000, *,
          tol: float = 1e-6, step: float | None = None, nonneg: bool = False,
          a0: torch.Tensor | None = None, track: bool = False,
-         return_info: bool = False, target: float | None = None):
+         return_info: bool = False):
     """Iterative shrinkage-thresholding: codes ``a`` ``(batch, n_atoms)``.
 
     Parameters
@@ -258,26 +290,24 @@ def ista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 1000, *,
     a0 : warm start (default zeros).
     track : record the mean objective after every iteration.
     return_info : also return a :class:`SolverInfo`.
-    target : stop as soon as the mean objective is at or below this value
-        (evaluated every iteration; used by the benchmarks).
 
     Daubechies, Defrise & De Mol (2004). Chapter 2.
     """
     return _solve(x, D, lam, n_iter, tol, step, nonneg, a0, False, track,
-                  return_info, target)
+                  return_info)
 
 
 def fista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 1000, *,
           tol: float = 1e-6, step: float | None = None, nonneg: bool = False,
           a0: torch.Tensor | None = None, track: bool = False,
-          return_info: bool = False, target: float | None = None):
-    """FISTA: ISTA with Nesterov momentum, ``t_{k+1} = (1 + sqrt(1 + 4 t_k^2))/2``.
+          return_info: bool = False):
+    """FISTA: ISTA with momentum ``t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2``.
 
     Same arguments and result as :func:`ista`; the objective gap falls as
     O(1/k^2) instead of O(1/k). Beck & Teboulle (2009). Chapter 2.
     """
     return _solve(x, D, lam, n_iter, tol, step, nonneg, a0, True, track,
-                  return_info, target)
+                  return_info)
 
 
 def omp(x: torch.Tensor, D: torch.Tensor, n_nonzero: int) -> torch.Tensor:
@@ -360,7 +390,8 @@ class LISTA(torch.nn.Module):
     def __init__(self, D: torch.Tensor, lam, n_layers: int):
         super().__init__()
         n_layers = check_int("n_layers", n_layers, minimum=1)
-        lam = _check_lam(lam, D.shape[0])
+        check_tensor("D", D, ndim=2, floating=True, finite=True)
+        lam = _check_lam(lam, D.shape[0], like=D)
         D = D.detach()
         L = STEP_SAFETY * lipschitz(D)
         n_atoms = D.shape[0]
@@ -374,15 +405,18 @@ class LISTA(torch.nn.Module):
         self.theta = torch.nn.Parameter(theta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Codes ``(batch, n_atoms)`` for inputs ``x`` ``(batch, n_inputs)``."""
+        """Codes ``(batch, n_atoms)`` for inputs ``(batch, n_inputs)``."""
+        # shape, dtype and device only: no values read on every forward
+        check_tensor("x", x)
         if x.ndim != 2 or x.shape[1] != self.W_e.shape[1]:
             raise ValueError(f"x must be (batch, {self.W_e.shape[1]}); got "
                              f"{tuple(x.shape)}")
+        check_same({"x": x, "LISTA weights": self.W_e})
         b = x @ self.W_e.T
         theta = self.theta.clamp_min(0)
-        z = soft_threshold(b, theta)
+        z = _shrink(b, theta, False)
         for _ in range(self.n_layers - 1):
-            z = soft_threshold(b + z @ self.S, theta)
+            z = _shrink(b + z @ self.S, theta, False)
         return z
 
 
@@ -408,6 +442,7 @@ def init_dictionary(x: torch.Tensor, n_atoms: int, *, generator=None,
     ``from_data``: randomly chosen inputs (normalised; zero rows replaced by
     noise); otherwise Gaussian noise. Chapter 2.
     """
+    check_tensor("x", x, ndim=2, floating=True)
     n_atoms = check_int("n_atoms", n_atoms, minimum=1)
     if from_data:
         idx = torch.randperm(x.shape[0], generator=generator,
@@ -488,29 +523,38 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
     """
     import time
 
-    if not isinstance(x, torch.Tensor) or x.ndim != 2:
-        raise ValueError("x must be a 2-d tensor (n_samples, n_inputs)")
-    if not torch.isfinite(x).all():
-        raise ValueError("x contains NaN or infinite values")
-    lam = _check_lam(lam)
+    # Every check here, once: the loop below calls the unchecked solver.
+    check_tensor("x", x, ndim=2, floating=True, finite=True)
     n_atoms = check_int("n_atoms", n_atoms, minimum=1)
+    lam = _check_lam(lam, n_atoms, like=x)
     n_epochs = check_int("n_epochs", n_epochs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    if isinstance(forget, str) and forget == "auto":
+    n_iter = check_int("n_iter", n_iter, minimum=1)
+    tol = check_real("tol", tol, minimum=0)
+    if isinstance(forget, str):
+        check_choice("forget", forget, ("auto",))
         schedule = forget_factor
     elif callable(forget):
         schedule = forget
-    elif isinstance(forget, numbers.Real) and not isinstance(forget, bool) \
-            and 0 <= forget < 1:
-        schedule = lambda step: float(forget)  # noqa: E731
     else:
-        raise ValueError(f'forget must be "auto", a number in [0, 1) or a '
-                         f'callable step -> factor; got {forget!r}')
-    D = init_dictionary(x, n_atoms, generator=generator) if D0 is None \
-        else D0.detach().clone()
+        try:
+            fixed = check_real("forget", forget, minimum=0, maximum=1,
+                               max_open=True)
+        except TypeError:
+            raise TypeError(f'forget must be "auto", a number in [0, 1) or '
+                            f'a callable step -> factor; got {forget!r}') \
+                from None
+        schedule = lambda step: fixed  # noqa: E731
+    if D0 is None:
+        D = init_dictionary(x, n_atoms, generator=generator)
+    else:
+        check_tensor("D0", D0, ndim=2)
+        check_same({"x": x, "D0": D0})
+        D = D0.detach().clone()
     if D.shape != (n_atoms, x.shape[1]):
         raise ValueError(f"D0 must be ({n_atoms}, {x.shape[1]}); got "
                          f"{tuple(D.shape)}")
+    _check_xD(x, D)
     n = x.shape[0]
     A = torch.zeros(n_atoms, n_atoms, device=x.device, dtype=x.dtype)
     B = torch.zeros(n_atoms, x.shape[1], device=x.device, dtype=x.dtype)
@@ -527,15 +571,16 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
             idx = perm[i:i + batch_size]
             xb = x[idx]
             with torch.no_grad():
-                a = fista(xb, D, lam, n_iter, tol=tol, a0=codes[idx],
-                          nonneg=nonneg)
+                # fista(xb, D, lam, n_iter, tol=tol, a0=codes[idx],
+                # nonneg=nonneg) without its per-call checks
+                step_size = 1.0 / (STEP_SAFETY * lipschitz(D))
+                a, _ = _iterate(xb, D, lam, n_iter, tol, step_size, nonneg,
+                                codes[idx], True, False)
                 codes[idx] = a
-                objs.append(float(objective(xb, D, a, lam).mean()))
+                objs.append(float(_objective(xb, D, a, lam).mean()))
                 l1s.append(float(a.abs().sum(1).mean()))
-                beta = schedule(step)
-                if not isinstance(beta, numbers.Real) or not 0 <= beta <= 1:
-                    raise ValueError(f"forget({step}) returned {beta!r}; "
-                                     f"expected a number in [0, 1]")
+                beta = check_real(f"forget({step})", schedule(step),
+                                  minimum=0, maximum=1)
                 step += 1
                 A.mul_(beta).add_(a.T @ a)
                 B.mul_(beta).add_(a.T @ xb)
@@ -573,9 +618,7 @@ def forget_factor(step: int, rho: float = 10.0) -> float:
     scikit-learn's ``MiniBatchDictionaryLearning`` does at first. Chapter 2.
     """
     step = check_int("step", step, minimum=0)
-    if not isinstance(rho, numbers.Real) or isinstance(rho, bool) or \
-            not math.isfinite(rho) or rho < 0:
-        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
+    rho = check_real("rho", rho, minimum=0)
     return (step / (step + 1)) ** rho
 
 
@@ -584,6 +627,9 @@ def atom_recovery(D_learned: torch.Tensor, D_true: torch.Tensor) -> float:
 
     1 when every true atom is found (up to sign and scale). Chapter 2.
     """
+    check_tensor("D_learned", D_learned, floating=True)
+    check_tensor("D_true", D_true, floating=True)
+    check_same({"D_learned": D_learned, "D_true": D_true})
     if D_learned.ndim != 2 or D_true.ndim != 2 or \
             D_learned.shape[1] != D_true.shape[1]:
         raise ValueError(f"dictionaries must be (n_atoms, n_inputs) with the"

@@ -1,4 +1,5 @@
-"""sparselib.coding against closed forms, scikit-learn's lasso and planted truths."""
+"""sparselib.coding against closed forms, scikit-learn's lasso and planted
+truths."""
 
 import numpy as np
 import pytest
@@ -230,27 +231,71 @@ def test_atom_recovery_hand_made():
 
 @pytest.mark.parametrize("make,exc,msg", [
     (lambda x, D: C.fista(x[:, :10], D, 0.1), ValueError, "n_inputs"),
-    (lambda x, D: C.fista(x, D, -0.1), ValueError, "lam must be >= 0"),
-    (lambda x, D: C.ista(x, D, float("nan")), ValueError, "lam must be"),
+    (lambda x, D: C.fista(x, D, -0.1), ValueError,
+     r"lam must be a real number >= 0, got -0\.1"),
+    (lambda x, D: C.ista(x, D, float("nan")), ValueError, "lam.*NaN"),
+    (lambda x, D: C.fista(x, D, torch.tensor([0.1, -1.0])), ValueError,
+     "n_atoms=20"),
+    (lambda x, D: C.fista(x, D, torch.full((20,), -1.0, dtype=x.dtype)),
+     ValueError, "lam must be >= 0 everywhere"),
+    (lambda x, D: C.fista(x, D, True), TypeError, "lam must be a real"),
+    (lambda x, D: C.fista(x, D, None), TypeError, "lam must be a real"),
     (lambda x, D: C.fista(x, torch.cat([D, torch.zeros(1, D.shape[1],
                           dtype=D.dtype)]), 0.1), ValueError, "zero atom"),
     (lambda x, D: C.fista(x.clone().fill_(float("nan")), D, 0.1),
      ValueError, "x contains NaN"),
     (lambda x, D: C.fista(x.long(), D, 0.1), TypeError, "floating-point"),
-    (lambda x, D: C.fista(x, D, "0.1"), TypeError, "lam"),
+    (lambda x, D: C.fista(x, D, "0.1"), TypeError,
+     r"lam must be a real number, got '0\.1' \(str\)"),
     (lambda x, D: C.fista(x, D, 0.1, 0), ValueError, "n_iter"),
-    (lambda x, D: C.fista(x, D, 0.1, step=-1.0), ValueError, "step"),
+    (lambda x, D: C.fista(x, D, 0.1, step=-1.0), ValueError,
+     r"step must be a real number > 0, got -1\.0"),
+    (lambda x, D: C.fista(x, D, 0.1, step=0), ValueError, "step .*> 0"),
+    (lambda x, D: C.fista(x, D, 0.1, tol=-1e-3), ValueError,
+     "tol must be a real number >= 0"),
+    (lambda x, D: C.fista(x, D, 0.1, tol="1e-3"), TypeError, "tol"),
+    (lambda x, D: C.fista(x, D, 0.1, a0=torch.zeros(5, 20)), TypeError,
+     "x and a0 must have the same dtype"),
+    (lambda x, D: C.fista(x, D, 0.1, a0=torch.zeros(5, 3, dtype=x.dtype)),
+     ValueError, "a0 must be"),
+    (lambda x, D: C.fista(x, D.to("meta"), 0.1), ValueError,
+     "x and D must be on the same device"),
+    (lambda x, D: C.soft_threshold(x, -1.0), ValueError, "lam"),
+    (lambda x, D: C.soft_threshold(x.numpy(), 1.0), TypeError,
+     "z must be a torch.Tensor"),
+    (lambda x, D: C.lipschitz(D, tol=-1.0), ValueError, "tol"),
+    (lambda x, D: C.LISTA(D, 0.1, 2)(x.float()), TypeError,
+     "x and LISTA weights must have the same dtype"),
+    (lambda x, D: C.LISTA(D, -0.1, 2), ValueError, "lam"),
+    (lambda x, D: C.atom_recovery(D, D.float()), TypeError, "dtype"),
     (lambda x, D: C.learn_dictionary(x, 0, 0.1), ValueError, "n_atoms"),
     (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget=1.0), ValueError,
      "forget"),
     (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget="sometimes"),
      ValueError, "forget must be"),
-    (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget=True), ValueError,
+    (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget=True), TypeError,
+     "forget must be"),
+    (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget=None), TypeError,
      "forget must be"),
     (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget=lambda t: 1.5),
-     ValueError, r"forget\(0\) returned 1.5"),
-    (lambda x, D: C.objective(x, D, torch.zeros(3, 3), 0.1), ValueError,
-     "a must be"),
+     ValueError, r"forget\(0\) must be a real number in \[0, 1\], got 1.5"),
+    (lambda x, D: C.learn_dictionary(x, 5, 0.1, forget=lambda t: "x"),
+     TypeError, r"forget\(0\) must be a real number"),
+    (lambda x, D: C.learn_dictionary(x, 5, 0.1, tol=-1.0), ValueError,
+     "tol"),
+    (lambda x, D: C.learn_dictionary(x, 5, 0.1, n_iter=0), ValueError,
+     "n_iter"),
+    (lambda x, D: C.learn_dictionary(x, 5, -0.1), ValueError, "lam"),
+    (lambda x, D: C.learn_dictionary(x, 20, 0.1, D0=D.float()), TypeError,
+     "x and D0 must have the same dtype"),
+    (lambda x, D: C.learn_dictionary(x, 20, 0.1, D0=D * float("nan")),
+     ValueError, "D contains NaN"),
+    (lambda x, D: C.learn_dictionary(x.numpy(), 5, 0.1), TypeError,
+     "x must be a torch.Tensor"),
+    (lambda x, D: C.objective(x, D, torch.zeros(3, 3, dtype=x.dtype), 0.1),
+     ValueError, "a must be"),
+    (lambda x, D: C.objective(x, D, torch.zeros(5, 20), 0.1), TypeError,
+     "x and a must have the same dtype"),
     (lambda x, D: C.omp(x, D, 0), ValueError, "n_nonzero"),
     (lambda x, D: C.omp(x, D, 13), ValueError, "n_nonzero must be at most"),
     (lambda x, D: C.omp(x, D, 2.5), TypeError, "n_nonzero"),
@@ -264,14 +309,84 @@ def test_bad_input(make, exc, msg):
         make(x, D)
 
 
-def test_target_objective_stops_at_the_first_iteration_below_it():
-    x, D = random_problem(seed=9)
-    _, full = C.fista(x, D, 0.5, 200, tol=0, track=True, return_info=True)
-    target = full.objective[49]
-    _, info = C.fista(x, D, 0.5, 200, tol=0, target=target,
-                      return_info=True)
-    first = next(k for k, f in enumerate(full.objective, 1) if f <= target)
-    assert info.converged and info.n_iter == first
+def test_mixed_dtypes_are_our_type_error_naming_x_and_D():
+    x, D = random_problem(n_atoms=20, n_inputs=12, batch=5)
+    for solver in (C.fista, C.ista):
+        with pytest.raises(TypeError) as err:
+            solver(x, D.float(), 0.1)  # x float64, D float32
+        msg = str(err.value)
+        assert "x and D must have the same dtype" in msg
+        assert "x: torch.float64" in msg and "D: torch.float32" in msg
+    with pytest.raises(TypeError, match="x and D must have the same dtype"):
+        C.omp(x.float(), D, 2)
+
+
+def test_numpy_and_tensor_lam_are_accepted():
+    x, D = random_problem(n_atoms=20, n_inputs=12, batch=5)
+    ref = C.fista(x, D, 0.25, 50, tol=0)
+    assert torch.equal(C.fista(x, D, np.float32(0.25), 50, tol=0), ref)
+    assert torch.equal(C.fista(x, D, np.float64(0.25), 50, tol=0), ref)
+    per_atom = torch.full((20,), 0.25, dtype=x.dtype)
+    assert torch.equal(C.fista(x, D, per_atom, 50, tol=0), ref)
+
+
+def test_target_keyword_is_gone():
+    x, D = random_problem(n_atoms=20, n_inputs=12, batch=5)
+    for solver in (C.fista, C.ista):
+        with pytest.raises(TypeError, match="target"):
+            solver(x, D, 0.1, 10, target=0.0)
+
+
+def _count_calls(monkeypatch, names):
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        original = getattr(C, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(C, name, counted)
+    return calls
+
+
+def test_solvers_check_once_not_per_iteration(monkeypatch):
+    # the public soft_threshold (which checks lam) is never called by the
+    # loops, and the argument checks run the same number of times whatever
+    # the number of iterations
+    def forbidden(*args, **kwargs):
+        raise AssertionError("soft_threshold called inside a solver loop")
+
+    monkeypatch.setattr(C, "soft_threshold", forbidden)
+    x, D = random_problem(n_atoms=20, n_inputs=12, batch=5)
+    lam = torch.full((20,), 0.1, dtype=x.dtype)
+    counts = []
+    for n_iter in (3, 40):
+        calls = _count_calls(monkeypatch, ["_check_lam", "_check_xD",
+                                           "check_real", "check_tensor",
+                                           "check_same"])
+        a, info = C.fista(x, D, lam, n_iter, tol=0, track=True,
+                          return_info=True)
+        assert info.n_iter == n_iter
+        counts.append(dict(calls))
+        monkeypatch.undo()
+        monkeypatch.setattr(C, "soft_threshold", forbidden)
+    assert counts[0] == counts[1]
+    assert counts[0]["_check_lam"] == 1 and counts[0]["_check_xD"] == 1
+    # LISTA's forward reads no values: no lam check per call
+    model = C.LISTA(D, lam, 4)
+    calls = _count_calls(monkeypatch, ["_check_lam"])
+    model(x)
+    assert calls["_check_lam"] == 0
+
+
+def test_learn_dictionary_checks_x_and_D_once(monkeypatch):
+    x, _ = random_problem(n_atoms=20, n_inputs=12, batch=64)
+    calls = _count_calls(monkeypatch, ["_check_xD", "_check_lam"])
+    g = torch.Generator().manual_seed(0)
+    C.learn_dictionary(x, 6, 0.1, n_epochs=2, batch_size=16, generator=g,
+                       progress_bar=False)  # 8 mini-batches
+    assert calls == {"_check_xD": 1, "_check_lam": 1}
 
 
 @pytest.mark.parametrize("seed,k", [(0, 1), (1, 5), (2, 20), (3, 64)])
