@@ -19,9 +19,12 @@ purpose:
 ``plot``          the book's figure style and plotting helpers
 ``widgets``       explorers that are safe to run headless
 ``timing``        fair wall-clock measurements (median, CUDA sync)
-``benchmarks``    (tooling) speed ratios against scikit-learn, one process
-``chapters``      (tooling) run chapters, check their outputs are fresh
+``benchmarks``    speed ratios against scikit-learn, measured in one process
 ================  ===========================================================
+
+``python -m sparselib`` prints this list, importing every module. The
+book's own tooling (running the chapters, their goldens and freshness, the
+benchmark command line) lives in the repository's ``.ci/`` folder, not here.
 
 Notation, shared by code and maths (see the book's notation page):
 ``x`` inputs ``(batch, n_inputs)``; ``D`` a dictionary ``(n_atoms, n_inputs)``

@@ -1,61 +1,73 @@
-"""The chapter notebooks: they run, their outputs are fresh, goldens in step.
+"""The chapter notebooks, checked without executing them (seconds).
 
-* every chapter runs top to bottom at quick scale under papermill, with a
-  time limit on every cell;
+These run first in CI, so that a stale chapter fails in the first minute:
+
 * the committed outputs are one complete full-scale run of the current code
-  and the current sparselib (see ``sparselib.chapters.freshness``);
-* every chapter has a quick-scale nbval golden whose code is the chapter's;
+  and of the sparselib code the notebook reaches (``booktool.freshness``);
+* every chapter has a quick-scale nbval golden whose code is the chapter's,
+  which printed ``scale=quick``, and whose recorded run time is within the
+  quick-scale budget (``booktool.QUICK_BUDGET_S`` on two CPU cores);
 * every chapter follows the house anatomy (Colab cell, parameters cell,
-  checked results, glue, no ``.cuda()``, lines that fit the page).
+  checked results, glue, no ``.cuda()``, lines that fit the page);
+* every ``{glue:text}`` name in the prose is glued.
+
+The goldens are executed (once each) by nbval in tests/golden.
 """
 
 import re
-import time
 
 import nbformat
 import pytest
 
-from sparselib import chapters
+import booktool
 
-NOTEBOOKS = chapters.chapter_notebooks()
+NOTEBOOKS = booktool.chapter_notebooks()
 IDS = [p.name for p in NOTEBOOKS]
+
+
+@pytest.fixture(scope="module")
+def index():
+    return booktool.LibraryIndex.build()
 
 
 def test_there_are_chapters():
     assert NOTEBOOKS, "no chapter notebooks found under chapters/"
 
 
-@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
-def test_runs_at_quick_scale(nb, tmp_path):
-    t0 = time.perf_counter()
-    out = chapters.run_notebook(nb, "quick", tmp_path / nb.name,
-                                progress=False)
-    elapsed = time.perf_counter() - t0
-    ran = nbformat.read(str(out), as_version=4)
-    texts = "".join(o.get("text", "") for c in ran.cells
-                    if c.cell_type == "code" for o in c.outputs)
-    assert "scale=quick" in texts
-    print(f"{nb.name}: {elapsed:.1f} s at quick scale")
+def test_every_chapter_notebook_is_in_the_toc():
+    docs = set(booktool.toc_documents())
+    for nb in NOTEBOOKS:
+        rel = nb.relative_to(booktool.ROOT).with_suffix("").as_posix()
+        assert rel in docs, f"{rel} is not in _toc.yml"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
-def test_committed_outputs_are_one_fresh_full_run(nb):
-    problems = chapters.freshness(nb)
+def test_committed_outputs_are_one_fresh_full_run(nb, index):
+    problems = booktool.freshness(nb, index=index)
     assert not problems, (
         f"{nb.name}: " + "; ".join(problems) +
-        " -- rerun with `python -m sparselib.chapters run --scale full`")
+        " -- rerun with `.venv/bin/python .ci/booktool.py run --scale full "
+        f"{nb.relative_to(booktool.ROOT)}`")
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
-def test_golden_code_matches_chapter(nb):
-    golden = chapters.golden_path(nb)
-    assert golden.exists(), (f"no golden {golden}; run `python -m "
-                             "sparselib.chapters goldens`")
+def test_golden_is_the_chapter_at_quick_scale_within_budget(nb):
+    golden = booktool.golden_path(nb)
+    assert golden.exists(), (f"no golden {golden}; run `.venv/bin/python "
+                             ".ci/booktool.py goldens`")
     g = nbformat.read(str(golden), as_version=4)
     c = nbformat.read(str(nb), as_version=4)
-    assert chapters.code_cells(g) == chapters.code_cells(c), (
+    assert booktool.code_cells(g) == booktool.code_cells(c), (
         f"{golden.name} drifted from its chapter; regenerate the goldens")
-    assert g.metadata[chapters.PROVENANCE_KEY]["scale"] == "quick"
+    prov = g.metadata[booktool.PROVENANCE_KEY]
+    assert prov["scale"] == "quick"
+    texts = "".join(o.get("text", "") for cell in g.cells
+                    if cell.cell_type == "code" for o in cell.outputs)
+    assert "scale=quick" in texts
+    assert prov["runtime_s"] <= booktool.QUICK_BUDGET_S, (
+        f"{nb.name} took {prov['runtime_s']} s at quick scale (recorded in "
+        f"its golden); the budget is {booktool.QUICK_BUDGET_S} s a notebook "
+        "on two CPU cores")
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)

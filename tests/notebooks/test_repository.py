@@ -7,9 +7,9 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from sparselib import chapters
+import booktool
 
-ROOT = chapters.ROOT
+ROOT = booktool.ROOT
 
 
 def repository_url():
@@ -22,7 +22,7 @@ def repository_url():
 def test_every_badge_and_install_points_at_the_repository():
     url = repository_url()
     owner_repo = url.removeprefix("https://github.com/")
-    for nb in chapters.chapter_notebooks():
+    for nb in booktool.chapter_notebooks():
         rel = nb.relative_to(ROOT).as_posix()
         text = "\n".join(c.source for c in
                          nbformat.read(str(nb), as_version=4).cells)
