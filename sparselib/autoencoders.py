@@ -34,9 +34,10 @@ import torch
 from torch import nn
 
 from .layers import NdLinear, _shape, topk_relu
-from .losses import (kl_sparsity, l1_activity, normalized_mse,
+from .losses import (_kl_bernoulli, _normalized_mse, l1_activity,
                      reconstruction_loss, weight_decay)
-from .utils import check_int, check_probability
+from .utils import (check_choice, check_int, check_probability, check_real,
+                    check_tensor)
 
 __all__ = ["SparseAutoencoder", "SPARSITIES"]
 
@@ -45,13 +46,6 @@ SPARSITIES = ("kl", "l1", "topk", "none")
 
 _ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu,
                 None: lambda z: z}
-
-
-def _nonneg(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not value >= 0 or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 class SparseAutoencoder(nn.Module):
@@ -91,18 +85,11 @@ class SparseAutoencoder(nn.Module):
                  aux_alpha: float = 1 / 32, dead_after: int | None = None,
                  tied_init: bool = False):
         super().__init__()
-        if sparsity not in SPARSITIES:
-            raise ValueError(f"sparsity must be one of {SPARSITIES}, got "
-                             f"{sparsity!r}")
-        if layer not in ("linear", "ndlinear"):
-            raise ValueError(f"layer must be 'linear' or 'ndlinear', got "
-                             f"{layer!r}")
-        if output not in ("sigmoid", None):
-            raise ValueError(f"output must be 'sigmoid' or None, got "
-                             f"{output!r}")
-        if recon not in ("mse", "half_sum"):
-            raise ValueError(f"recon must be 'mse' or 'half_sum', got "
-                             f"{recon!r}")
+        check_choice("sparsity", sparsity, SPARSITIES)
+        check_choice("layer", layer, ("linear", "ndlinear"))
+        if output is not None:
+            check_choice("output", output, ("sigmoid",))
+        check_choice("recon", recon, ("mse", "half_sum"))
         self.in_shape = _shape("in_shape", in_shape)
         self.hidden_shape = _shape("hidden_shape", hidden_shape)
         self.n_inputs = math.prod(self.in_shape)
@@ -111,9 +98,10 @@ class SparseAutoencoder(nn.Module):
         self.output, self.recon = output, recon
         self.rho = check_probability("rho", rho, open_low=True,
                                      open_high=True)
-        self.beta = _nonneg("beta", beta)
-        self.lam = _nonneg("lam", lam)
-        self.weight_decay = _nonneg("weight_decay", weight_decay)
+        self.beta = check_real("beta", beta, minimum=0)
+        self.lam = check_real("lam", lam, minimum=0)
+        self.weight_decay = check_real("weight_decay", weight_decay,
+                                       minimum=0)
         if sparsity == "topk":
             if k is None:
                 raise ValueError("sparsity='topk' needs k (active units per "
@@ -150,7 +138,7 @@ class SparseAutoencoder(nn.Module):
                                  "(output=None)")
             self.aux_k = check_int("aux_k", aux_k, minimum=1,
                                    maximum=self.n_hidden)
-        self.aux_alpha = _nonneg("aux_alpha", aux_alpha)
+        self.aux_alpha = check_real("aux_alpha", aux_alpha, minimum=0)
         self.dead_after = check_int(
             "dead_after", 8 * self.n_hidden if dead_after is None
             else dead_after, minimum=1)
@@ -160,9 +148,7 @@ class SparseAutoencoder(nn.Module):
 
     # -- shapes ------------------------------------------------------------
     def _as_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a tensor, got "
-                            f"{type(x).__name__}")
+        check_tensor(name, x)  # shape checks only: this runs every step
         flat = x.ndim == 2 and x.shape[1] == self.n_inputs
         full = tuple(x.shape[1:]) == self.in_shape
         if not (flat or full) or x.shape[0] == 0:
@@ -176,7 +162,7 @@ class SparseAutoencoder(nn.Module):
 
     # -- the maps ----------------------------------------------------------
     def preactivation(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoder output before the hidden nonlinearity, ``(batch, n_hidden)``."""
+        """Encoder output before the nonlinearity, ``(batch, n_hidden)``."""
         return self.encoder(self._as_input(x)).reshape(x.shape[0], -1)
 
     def activate(self, z: torch.Tensor) -> torch.Tensor:
@@ -190,7 +176,8 @@ class SparseAutoencoder(nn.Module):
         return self.activate(self.preactivation(x))
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:
-        """Reconstruction from ``h`` ``(batch, n_hidden)``, ``(batch, *in_shape)``."""
+        """Decode ``h`` ``(batch, n_hidden)`` to ``(batch, *in_shape)``."""
+        check_tensor("h", h)
         if h.ndim != 2 or h.shape[1] != self.n_hidden:
             raise ValueError(f"h must have shape (batch, {self.n_hidden}); "
                              f"got {tuple(h.shape)}")
@@ -210,7 +197,10 @@ class SparseAutoencoder(nn.Module):
     def penalty(self, h: torch.Tensor) -> torch.Tensor:
         """The unweighted sparsity penalty of ``h`` (0 for TopK and none)."""
         if self.sparsity == "kl":
-            return kl_sparsity(h, self.rho)
+            # kl_sparsity(h, rho) without its check that rho_hat lies in
+            # [0, 1] (true of sigmoid units; the check would read h on
+            # every training step)
+            return _kl_bernoulli(self.rho, h.mean(dim=0)).sum()
         if self.sparsity == "l1":
             return l1_activity(h)
         return h.new_zeros(())
@@ -266,7 +256,9 @@ class SparseAutoencoder(nn.Module):
         # The decoder's linear part: decode(h) - decode(0).
         e_hat = self.decode(h_aux) - self.decode(torch.zeros_like(h_aux))
         e = (target - x_hat).detach()
-        return normalized_mse(e_hat.flatten(1), e.flatten(1))
+        # normalized_mse without its value check (0 for a residual of
+        # variance 0, e.g. a batch of one, instead of an error)
+        return _normalized_mse(e_hat.flatten(1), e.flatten(1))
 
     def n_parameters(self) -> int:
         """Number of trainable parameters."""
@@ -279,9 +271,7 @@ class SparseAutoencoder(nn.Module):
         ``(n_hidden, *in_shape)``; ``"encoder"``: the input pattern it
         responds to. For NdLinear the dense equivalent is used.
         """
-        if which not in ("decoder", "encoder"):
-            raise ValueError(f"which must be 'decoder' or 'encoder', got "
-                             f"{which!r}")
+        check_choice("which", which, ("decoder", "encoder"))
         mod = self.decoder if which == "decoder" else self.encoder
         W = mod.weight if isinstance(mod, nn.Linear) else \
             mod.dense_equivalent()[0]

@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from .utils import check_probability
+from .utils import check_choice, check_probability, check_same, check_tensor
 
 __all__ = ["reconstruction_loss", "normalized_mse", "l1_activity",
            "kl_bernoulli", "kl_sparsity", "weight_decay"]
@@ -42,9 +42,15 @@ __all__ = ["reconstruction_loss", "normalized_mse", "l1_activity",
 KL_EPS = 1e-7
 
 
+#: The kinds of :func:`reconstruction_loss`.
+RECON_KINDS = ("mse", "half_sum", "sum")
+
+
 def _check_pair(x_hat, x):
-    if not isinstance(x_hat, torch.Tensor) or not isinstance(x, torch.Tensor):
-        raise TypeError("x_hat and x must be tensors")
+    # shapes, dtypes and devices only: cheap enough for every training step
+    check_tensor("x_hat", x_hat)
+    check_tensor("x", x)
+    check_same({"x_hat": x_hat, "x": x})
     if x_hat.shape != x.shape:
         raise ValueError(f"x_hat has shape {tuple(x_hat.shape)} but x has "
                          f"{tuple(x.shape)}: they must match")
@@ -64,22 +70,21 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor,
     averaged over the batch (``n_features`` times the MSE).
     """
     _check_pair(x_hat, x)
+    check_choice("kind", kind, RECON_KINDS)
     sq = (x_hat - x).pow(2)
     if kind == "mse":
         return sq.mean()
     if kind == "half_sum":
         return 0.5 * sq.flatten(1).sum(dim=1).mean()
-    if kind == "sum":
-        return sq.flatten(1).sum(dim=1).mean()
-    raise ValueError(f"kind must be 'mse', 'half_sum' or 'sum', got "
-                     f"{kind!r}")
+    return sq.flatten(1).sum(dim=1).mean()
 
 
 def normalized_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``sum ||x_hat - x||^2 / sum ||x - mean(x)||^2`` over the batch.
 
     ``mean(x)`` is the mean example of the batch. Needs at least two
-    different examples. (Gao et al. 2024.)
+    different examples (checked: this reads a value, so training loops
+    use :func:`_normalized_mse`). (Gao et al. 2024.)
     """
     _check_pair(x_hat, x)
     den = (x - x.mean(dim=0, keepdim=True)).pow(2).sum()
@@ -89,9 +94,21 @@ def normalized_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (x_hat - x).pow(2).sum() / den
 
 
+def _normalized_mse(x_hat, x):
+    """:func:`normalized_mse` without its value check, for training steps.
+
+    The same arithmetic; where every example of ``x`` is equal (variance
+    0) it returns 0 instead of raising, without waiting for the device.
+    """
+    den = (x - x.mean(dim=0, keepdim=True)).pow(2).sum()
+    ok = den > 0
+    safe = torch.where(ok, den, torch.ones_like(den))
+    return torch.where(ok, (x_hat - x).pow(2).sum() / safe,
+                       torch.zeros_like(den))
+
+
 def _check_h(h):
-    if not isinstance(h, torch.Tensor):
-        raise TypeError(f"h must be a tensor, got {type(h).__name__}")
+    check_tensor("h", h)
     if h.ndim != 2 or h.shape[0] == 0:
         raise ValueError(f"h must be (batch, n_units) with batch >= 1; got "
                          f"shape {tuple(h.shape)}")
@@ -110,21 +127,31 @@ def kl_bernoulli(rho: float, rho_hat: torch.Tensor) -> torch.Tensor:
     for a target ``rho`` in (0, 1) and ``rho_hat`` in [0, 1] (kept within
     ``[KL_EPS, 1 - KL_EPS]``). Its derivative in ``rho_hat`` is
     ``-rho / rho_hat + (1 - rho) / (1 - rho_hat)``.
+
+    ``rho_hat`` is checked (this reads its values, so a training loop whose
+    ``rho_hat`` lies in [0, 1] by construction calls the unchecked
+    ``_kl_bernoulli``).
     """
     rho = check_probability("rho", rho, open_low=True, open_high=True)
     if not isinstance(rho_hat, torch.Tensor):
         rho_hat = torch.as_tensor(rho_hat, dtype=torch.get_default_dtype())
-    if torch.isnan(rho_hat).any() or (rho_hat < 0).any() or \
-            (rho_hat > 1).any():
-        raise ValueError("rho_hat must lie in [0, 1] (mean activations of "
-                         "sigmoid units); got values outside it or NaN")
+    if not bool(((rho_hat >= 0) & (rho_hat <= 1)).all()):  # also NaN
+        raise ValueError(
+            f"rho_hat must lie in [0, 1] (mean activations of sigmoid "
+            f"units); got values from {rho_hat.min().item()!r} to "
+            f"{rho_hat.max().item()!r} (or NaN)")
+    return _kl_bernoulli(rho, rho_hat)
+
+
+def _kl_bernoulli(rho, rho_hat):
+    """:func:`kl_bernoulli` on checked arguments (no values read)."""
     r = rho_hat.clamp(KL_EPS, 1 - KL_EPS)
     return (rho * (math.log(rho) - torch.log(r))
             + (1 - rho) * (math.log(1 - rho) - torch.log1p(-r)))
 
 
 def kl_sparsity(h: torch.Tensor, rho: float) -> torch.Tensor:
-    """``sum_j KL(rho || rho_hat_j)``, with ``rho_hat_j = mean over the batch of h_j``.
+    """``sum_j KL(rho || rho_hat_j)``, ``rho_hat_j`` the batch mean of ``h_j``.
 
     ``h`` ``(batch, n_units)`` are activations in [0, 1] (sigmoid units).
     UFLDL's sparsity penalty, to be weighted by ``beta``.

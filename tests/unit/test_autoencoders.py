@@ -150,19 +150,72 @@ def test_tied_init():
     (dict(sparsity="topk", k=300), "k must be <= 256"),
     (dict(sparsity="topk"), "needs k"),
     (dict(sparsity="kl", k=3), "only used with sparsity='topk'"),
-    (dict(rho=0.0), r"rho must lie in \(0, 1\)"),
-    (dict(rho=1.0), r"rho must lie in \(0, 1\)"),
-    (dict(rho=1.5), r"rho must lie in \(0, 1\)"),
-    (dict(beta=-1.0), "beta must be a finite number >= 0"),
-    (dict(lam=math.nan), "lam must be a finite number >= 0"),
-    (dict(sparsity="sparse"), "sparsity must be one of"),
-    (dict(layer="conv"), "layer must be"),
+    (dict(rho=0.0), r"rho must be a real number in \(0, 1\), got 0\.0"),
+    (dict(rho=1.0), r"rho must be a real number in \(0, 1\)"),
+    (dict(rho=1.5), r"rho must be a real number in \(0, 1\), got 1\.5"),
+    (dict(beta=-1.0), r"beta must be a real number >= 0, got -1\.0"),
+    (dict(lam=math.nan), "lam must be a real number >= 0, not NaN"),
+    (dict(weight_decay=math.inf), "weight_decay must be a finite real"),
+    (dict(aux_alpha=-0.5), "aux_alpha must be a real number >= 0"),
+    (dict(sparsity="sparse"), "sparsity must be one of 'kl', 'l1'"),
+    (dict(layer="conv"), "layer must be one of 'linear', 'ndlinear'"),
+    (dict(output="relu"), "output must be one of 'sigmoid'"),
+    (dict(recon="sum"), "recon must be one of 'mse', 'half_sum'"),
     (dict(aux_k=4), "aux_k .* needs sparsity='topk'"),
     (dict(sparsity="topk", k=4, aux_k=4), "needs a linear output"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SparseAutoencoder(784, 256, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(rho="0.05"), "rho must be a real number"),
+    (dict(beta=True), "beta must be a real number, got True"),
+    (dict(lam=None), "lam must be a real number"),
+    (dict(sparsity=None), "sparsity must be a string"),
+    (dict(output=1), "output must be a string"),
+    (dict(sparsity="topk", k=2.0), "k must be an integer"),
+])
+def test_wrong_kinds_are_type_errors(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        SparseAutoencoder(784, 256, **kwargs)
+
+
+def test_numpy_scalars_are_accepted():
+    m = SparseAutoencoder(784, 256, rho=np.float32(0.25),
+                          beta=np.float64(2.0), lam=np.int64(1))
+    assert (m.rho, m.beta, m.lam) == (0.25, 2.0, 1.0)
+    assert all(type(v) is float for v in (m.rho, m.beta, m.lam))
+
+
+def test_kl_loss_does_not_check_values_each_step(monkeypatch):
+    # the model's penalty is kl_sparsity's arithmetic without its check
+    # (which reads rho_hat): same value, and the public check is not run
+    from sparselib import losses
+
+    m = SparseAutoencoder(20, 6, sparsity="kl", rho=0.1)
+    x = torch.rand(5, 20)
+    h = m.encode(x)
+    want = losses.kl_sparsity(h, 0.1)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("checked KL called in the training step")
+
+    monkeypatch.setattr(losses, "kl_bernoulli", forbidden)
+    monkeypatch.setattr(losses, "kl_sparsity", forbidden)
+    assert torch.equal(m.penalty(h), want)
+    m.loss(x)
+
+
+def test_auxk_on_a_batch_of_one_is_zero_not_an_error():
+    # the residual of a single example has variance 0: normalized_mse
+    # would raise; the training step's AuxK term is 0 instead
+    m = SparseAutoencoder(30, 8, sparsity="topk", k=2, output=None,
+                          aux_k=3, dead_after=1)
+    m.since_fired.fill_(5)  # every latent dead
+    total, logs = m.loss(torch.rand(1, 30))
+    assert logs["aux"] == 0.0 and torch.isfinite(total)
 
 
 def test_ndlinear_needs_matching_axes():

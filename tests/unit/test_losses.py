@@ -23,8 +23,17 @@ def test_reconstruction_loss_kinds():
         pytest.approx(2 * hand, rel=1e-6)
     with pytest.raises(ValueError, match="must match"):
         losses.reconstruction_loss(x, y[:, :5])
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError,
+                       match="kind must be one of 'mse', 'half_sum', 'sum'; "
+                             "got 'l1'"):
         losses.reconstruction_loss(x, y, "l1")
+    with pytest.raises(TypeError, match="kind must be a string"):
+        losses.reconstruction_loss(x, y, None)
+    with pytest.raises(TypeError, match="x_hat must be a torch.Tensor"):
+        losses.reconstruction_loss(x.numpy(), y)
+    with pytest.raises(TypeError, match="x_hat and x must have the same "
+                                        "dtype"):
+        losses.reconstruction_loss(x.double(), y)
 
 
 def test_normalized_mse_hand_cases():
@@ -37,6 +46,23 @@ def test_normalized_mse_hand_cases():
                                        x)) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="variance of x is 0"):
         losses.normalized_mse(x[:1], x[:1])
+
+
+def test_unchecked_normalized_mse_same_value_and_zero_for_no_variance():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(6, 5, generator=g), torch.rand(6, 5, generator=g)
+    y.requires_grad_(True)
+    checked = losses.normalized_mse(y, x)
+    unchecked = losses._normalized_mse(y, x)
+    assert torch.equal(checked, unchecked)
+    (g1,) = torch.autograd.grad(checked, y)
+    (g2,) = torch.autograd.grad(unchecked, y)
+    assert torch.equal(g1, g2)
+    one = torch.tensor([[1.0, 2.0]], requires_grad=True)
+    out = losses._normalized_mse(one, torch.tensor([[0.0, 0.0]]))
+    assert float(out.detach()) == 0.0
+    (g3,) = torch.autograd.grad(out, one)
+    assert torch.equal(g3, torch.zeros_like(one))  # finite, no NaN
 
 
 def test_l1_activity_and_weight_decay():
@@ -74,12 +100,23 @@ def test_kl_gradient_closed_form_and_finite_differences():
 
 def test_kl_bad_input():
     for bad in (0.0, 1.0, 1.5, -0.1, math.nan):
-        with pytest.raises(ValueError, match="rho must lie in"):
+        with pytest.raises(ValueError,
+                           match=r"rho must be a real number in \(0, 1\)"):
             losses.kl_sparsity(torch.full((2, 3), 0.2), bad)
     with pytest.raises(ValueError, match=r"rho_hat must lie in \[0, 1\]"):
         losses.kl_sparsity(torch.full((2, 3), 1.5), 0.1)
+    with pytest.raises(ValueError, match=r"rho_hat must lie in \[0, 1\]"):
+        losses.kl_bernoulli(0.1, torch.tensor([0.5, math.nan]))
     with pytest.raises(ValueError, match="batch, n_units"):
         losses.kl_sparsity(torch.full((3,), 0.2), 0.1)
+    with pytest.raises(TypeError, match="rho must be a real number"):
+        losses.kl_sparsity(torch.full((2, 3), 0.2), "0.1")
+    with pytest.raises(TypeError, match="h must be a torch.Tensor"):
+        losses.kl_sparsity([[0.2]], 0.1)
+    # NumPy scalars are numbers like any other
+    assert torch.equal(losses.kl_sparsity(torch.full((2, 3), 0.2),
+                                          np.float32(0.25)),
+                       losses.kl_sparsity(torch.full((2, 3), 0.2), 0.25))
 
 
 def test_kl_saturated_units_stay_finite():
