@@ -33,19 +33,23 @@ chapter "Sparse activity in classifiers".
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
 
-from .utils import check_int
+from .utils import check_choice, check_int, check_real, check_tensor
 
 __all__ = ["NdLinear", "nearest_kronecker", "topk_relu", "TopK",
            "ConvDecoder", "subpixel_to_transposed"]
 
 
 def _shape(name, value):
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value,)
+    if isinstance(value, str):
+        raise TypeError(f"{name} must be a tuple of positive integers, got "
+                        f"{value!r}")
     try:
         value = tuple(value)
     except TypeError:
@@ -103,16 +107,19 @@ class NdLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(batch, *in_shape)`` mapped to ``(batch, *out_shape)``."""
         d = len(self.in_shape)
+        check_tensor("x", x)
         if x.ndim != d + 1 or tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(
-                f"x must have shape (batch, {', '.join(map(str, self.in_shape))}); "
-                f"got {tuple(x.shape)}")
+            axes = ", ".join(map(str, self.in_shape))
+            raise ValueError(f"x must have shape (batch, {axes}); got "
+                             f"{tuple(x.shape)}")
         for axis, lin in enumerate(self.maps, start=1):
             x = lin(x.movedim(axis, -1)).movedim(-1, axis)
         return x
 
     def dense_equivalent(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The dense ``(W, b)`` with ``forward(x).flatten(1) == x.flatten(1) @ W.T + b``.
+        """The dense ``(W, b)`` equivalent to this map.
+
+        ``forward(x).flatten(1) == x.flatten(1) @ W.T + b``.
 
         ``W = W_1 (x) W_2 (x) ... (x) W_d`` (Kronecker product), shape
         ``(prod(out_shape), prod(in_shape))``. The bias added at axis ``i``
@@ -163,6 +170,7 @@ def nearest_kronecker(W: torch.Tensor, out_shape, in_shape):
         raise ValueError("nearest_kronecker handles two axes: out_shape and "
                          f"in_shape of length 2, got {out_shape}, {in_shape}")
     (o1, o2), (i1, i2) = out_shape, in_shape
+    check_tensor("W", W, floating=True)
     if W.ndim != 2 or tuple(W.shape) != (o1 * o2, i1 * i2):
         raise ValueError(f"W must have shape ({o1 * o2}, {i1 * i2}) for "
                          f"out_shape {out_shape} and in_shape {in_shape}; "
@@ -179,7 +187,9 @@ def nearest_kronecker(W: torch.Tensor, out_shape, in_shape):
 
 
 def topk_relu(z: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the ``k`` largest entries of each row of ``z``, ReLU them, zero the rest.
+    """Keep the ``k`` largest entries of each row of ``z``, ReLU them.
+
+    The other entries are set to zero.
 
     ``z`` is ``(batch, n_units)``; the result has the same shape, at most
     ``k`` non-zeros per row, and exactly ``k`` when a row has at least ``k``
@@ -187,9 +197,7 @@ def topk_relu(z: torch.Tensor, k: int) -> torch.Tensor:
     to the kept entries only. (Makhzani and Frey 2013; Gao et al. 2024.)
     Chapter "Sparse autoencoders".
     """
-    if not isinstance(z, torch.Tensor) or z.ndim != 2:
-        raise ValueError("z must be a 2-d tensor (batch, n_units); got "
-                         f"{getattr(z, 'shape', type(z).__name__)}")
+    check_tensor("z", z, ndim=2)  # shape only: runs on every forward
     k = check_int("k", k, minimum=1, maximum=z.shape[1])
     vals, idx = z.topk(k, dim=1)
     return torch.zeros_like(z).scatter(1, idx, torch.relu(vals))
@@ -266,16 +274,9 @@ class ConvDecoder(nn.Module):
                                       minimum=1)
         self.upscale = check_int("upscale", upscale, minimum=1)
         self.kernel_size = check_int("kernel_size", kernel_size, minimum=1)
-        if kind not in ("subpixel", "transposed"):
-            raise ValueError(f"kind must be 'subpixel' or 'transposed', got "
-                             f"{kind!r}")
-        self.kind = kind
-        if max_norm is not None and not (
-                isinstance(max_norm, (int, float)) and max_norm > 0
-                and math.isfinite(max_norm)):
-            raise ValueError(f"max_norm must be a positive number or None, "
-                             f"got {max_norm!r}")
-        self.max_norm = None if max_norm is None else float(max_norm)
+        self.kind = check_choice("kind", kind, ("subpixel", "transposed"))
+        self.max_norm = None if max_norm is None else check_real(
+            "max_norm", max_norm, minimum=0, min_open=True)
         k, r = self.kernel_size, self.upscale
         if kind == "subpixel":
             if k % 2 == 0:
@@ -300,7 +301,7 @@ class ConvDecoder(nn.Module):
                                  f"{r}; use kernel_size >= {r}")
 
     def effective_weight(self) -> torch.Tensor:
-        """The weight the forward pass uses (after the ``max_norm`` scaling)."""
+        """The weight the forward pass uses (after ``max_norm`` scaling)."""
         w = self.weight
         if self.max_norm is None:
             return w
@@ -311,6 +312,7 @@ class ConvDecoder(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """``(batch, C, H, W)`` feature maps to ``(batch, c, rH, rW)``."""
+        check_tensor("h", h)
         if h.ndim != 4 or h.shape[1] != self.in_channels:
             raise ValueError(f"h must have shape (batch, {self.in_channels}, "
                              f"H, W); got {tuple(h.shape)}")
@@ -344,8 +346,7 @@ def subpixel_to_transposed(weight: torch.Tensor, upscale: int) -> torch.Tensor:
     Chapter "Sparse activity in classifiers".
     """
     r = check_int("upscale", upscale, minimum=1)
-    if not isinstance(weight, torch.Tensor) or weight.ndim != 4:
-        raise ValueError("weight must be a 4-d tensor (c r^2, C, k, k)")
+    check_tensor("weight", weight, ndim=4)
     oc, C, k, k2 = weight.shape
     if k != k2 or k % 2 == 0:
         raise ValueError(f"weight must have a square, odd kernel; got "

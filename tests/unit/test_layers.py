@@ -10,7 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparselib.layers import NdLinear, TopK, nearest_kronecker, topk_relu
+from sparselib.layers import (ConvDecoder, NdLinear, TopK, nearest_kronecker,
+                              subpixel_to_transposed, topk_relu)
 
 torch.set_default_dtype(torch.float32)
 
@@ -85,7 +86,8 @@ def test_ndlinear_bad_input():
         NdLinear((28, 0), (16, 16))
     with pytest.raises(TypeError, match="in_shape"):
         NdLinear((28, 2.5), (16, 16))
-    with pytest.raises(ValueError, match=r"x must have shape \(batch, 28, 28\)"):
+    with pytest.raises(ValueError,
+                       match=r"x must have shape \(batch, 28, 28\)"):
         NdLinear((28, 28), (16, 16))(torch.zeros(3, 784))
 
 
@@ -156,3 +158,49 @@ def test_topk_bad_k():
         TopK(0)
     with pytest.raises(ValueError, match="2-d"):
         topk_relu(torch.zeros(4), 1)
+    with pytest.raises(TypeError, match="z must be a torch.Tensor"):
+        topk_relu([[1.0, 2.0]], 1)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        topk_relu(torch.zeros(2, 4), 2.0)
+
+
+def test_shape_arguments_take_numpy_integers_and_reject_strings():
+    assert NdLinear(np.int64(6), (np.int32(3),)).out_shape == (3,)
+    with pytest.raises(TypeError, match="in_shape must be a tuple"):
+        NdLinear("28", (16,))
+    with pytest.raises(TypeError, match=r"in_shape\[0\] must be an integer"):
+        NdLinear((True, 2), (1, 1))
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(kind="pixel"), ValueError,
+     "kind must be one of 'subpixel', 'transposed'; got 'pixel'"),
+    (dict(kind=None), TypeError, "kind must be a string"),
+    (dict(max_norm=0.0), ValueError,
+     r"max_norm must be a real number > 0, got 0\.0"),
+    (dict(max_norm=float("inf")), ValueError, "max_norm must be a finite"),
+    (dict(max_norm=float("nan")), ValueError, "max_norm.*NaN"),
+    (dict(max_norm="1"), TypeError, "max_norm must be a real number"),
+    (dict(max_norm=True), TypeError, "max_norm must be a real number"),
+    (dict(upscale=0), ValueError, "upscale must be >= 1"),
+])
+def test_conv_decoder_bad_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        ConvDecoder(4, **kwargs)
+
+
+def test_conv_decoder_accepts_numpy_max_norm():
+    dec = ConvDecoder(4, max_norm=np.float32(0.5))
+    assert dec.max_norm == 0.5 and type(dec.max_norm) is float
+
+
+def test_conv_decoder_and_subpixel_bad_tensors():
+    dec = ConvDecoder(4)
+    with pytest.raises(TypeError, match="h must be a torch.Tensor"):
+        dec(np.zeros((1, 4, 3, 3)))
+    with pytest.raises(ValueError, match=r"h must have shape \(batch, 4"):
+        dec(torch.zeros(1, 3, 3, 3))
+    with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
+        subpixel_to_transposed(np.zeros((4, 1, 3, 3)), 2)
+    with pytest.raises(ValueError, match="weight must be 4-d"):
+        subpixel_to_transposed(torch.zeros(4, 3, 3), 2)
