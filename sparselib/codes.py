@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 
 from .sdr import random_sdr
-from .utils import check_int, check_probability
+from .utils import (check_choice, check_int, check_probability, check_same,
+                    check_tensor)
 
 __all__ = ["KINDS", "codebook", "corrupt", "recognise", "union"]
 
@@ -40,10 +41,11 @@ def codebook(kind: str, n_codes: int, n: int, a: int | None = None, *,
     may share a pattern when ``C(n, a)`` is small: that is interference too.
     Returns ``(n_codes, n)``. Chapter 1.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    check_choice("kind", kind, KINDS)
     n_codes = check_int("n_codes", n_codes, minimum=1)
     n = check_int("n", n, minimum=1)
+    if a is not None:
+        a = check_int("a", a)
     if kind == "local":
         if a not in (None, 1):
             raise ValueError(f"a local code has a = 1; got a={a!r}")
@@ -75,6 +77,7 @@ def corrupt(codes: torch.Tensor, *, drop: float = 0.0, flip: float = 0.0,
     """
     drop = check_probability("drop", drop)
     flip = check_probability("flip", flip)
+    check_tensor("codes", codes)
     if codes.ndim != 2:
         raise ValueError(f"codes must be 2-d (n_codes, n); got shape "
                          f"{tuple(codes.shape)}")
@@ -102,6 +105,9 @@ def recognise(x: torch.Tensor, book: torch.Tensor, *,
     carries no information is recognised at chance. ``x`` is ``(batch, n)``,
     ``book`` ``(n_codes, n)``; returns ``(batch,)`` int64. Chapter 1.
     """
+    check_tensor("x", x)
+    check_tensor("book", book)
+    check_same({"x": x, "book": book}, dtype=False)  # same device
     if x.ndim != 2 or book.ndim != 2 or x.shape[1] != book.shape[1]:
         raise ValueError(
             f"x must be (batch, n) and book (n_codes, n) with the same n; "
@@ -115,6 +121,7 @@ def recognise(x: torch.Tensor, book: torch.Tensor, *,
 
 def union(codes: torch.Tensor) -> torch.Tensor:
     """OR of binary codes ``(m, n)`` -> one code ``(n,)``. Chapter 1."""
+    check_tensor("codes", codes)
     if codes.ndim != 2:
         raise ValueError(f"codes must be 2-d (m, n); got shape "
                          f"{tuple(codes.shape)}")

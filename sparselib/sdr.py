@@ -27,7 +27,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from .utils import check_int
+from .utils import check_int, check_same, check_tensor
 
 __all__ = [
     "capacity_bits",
@@ -157,6 +157,9 @@ def overlap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     ``x`` is ``(batch_x, n)`` and ``y`` is ``(batch_y, n)``; the result is
     ``(batch_x, batch_y)``. Chapter 1.
     """
+    check_tensor("x", x)
+    check_tensor("y", y)
+    check_same({"x": x, "y": y}, dtype=False)  # same device; any dtypes
     if x.ndim != 2 or y.ndim != 2:
         raise ValueError(f"x and y must be 2-d (batch, n); got shapes "
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
@@ -259,8 +262,7 @@ def union_match_probabilities(n: int, a: int, ms, theta: int | None = None
     a = check_int("a", a, minimum=0, maximum=n)
     theta = a if theta is None else check_int("theta", theta, minimum=0)
     ms_arr = np.asarray(ms)
-    wanted = sorted({check_int("m", int(m), minimum=0)
-                     for m in ms_arr.ravel()})
+    wanted = sorted({check_int("m", m, minimum=0) for m in ms_arr.ravel()})
     out = {}
     p = np.zeros(n + 1)
     p[0] = 1.0

@@ -326,7 +326,7 @@ def check_tensor(name: str, value, *, ndim=None, floating: bool = False,
     return value
 
 
-def check_same(tensors) -> None:
+def check_same(tensors, *, dtype: bool = True) -> None:
     """Check that tensors share one dtype and one device.
 
     Parameters
@@ -334,24 +334,26 @@ def check_same(tensors) -> None:
     tensors : mapping or iterable of (str, torch.Tensor)
         The tensors by argument name, e.g. ``{"x": x, "D": D}``; entries
         whose value is ``None`` are skipped.
+    dtype : bool, default True
+        Also require one dtype (``False``: the device only).
 
     Raises
     ------
     TypeError
-        If two tensors differ in dtype (the message names both arguments
-        and both dtypes).
+        If an entry is not a tensor, or two tensors differ in dtype (the
+        message names both arguments and both dtypes).
     ValueError
         If two tensors lie on different devices (a device is a property
         of the value, not of its kind; the message names both arguments
         and both devices).
     """
     items = list(tensors.items() if hasattr(tensors, "items") else tensors)
-    items = [(n, t) for n, t in items if t is not None]
+    items = [(n, check_tensor(n, t)) for n, t in items if t is not None]
     if not items:
         return
     first, ref = items[0]
     for other, t in items[1:]:
-        if t.dtype != ref.dtype:
+        if dtype and t.dtype != ref.dtype:
             raise TypeError(f"{first} and {other} must have the same dtype; "
                             f"got {first}: {ref.dtype}, {other}: {t.dtype}")
         if t.device != ref.device:

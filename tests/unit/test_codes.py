@@ -20,8 +20,16 @@ def test_dense_and_sparse_weights():
                      == 4)
     with pytest.raises(ValueError, match="needs a"):
         codes.codebook("sparse", 10, 64)
-    with pytest.raises(ValueError, match="kind must be one of"):
+    with pytest.raises(ValueError, match="kind must be one of 'local', "
+                                         "'dense', 'sparse'; got "
+                                         "'distributed'"):
         codes.codebook("distributed", 10, 64)
+    with pytest.raises(TypeError, match="kind must be a string"):
+        codes.codebook(None, 10, 64)
+    with pytest.raises(TypeError, match="a must be an integer"):
+        codes.codebook("local", 5, 8, 1.0)
+    with pytest.raises(TypeError, match="a must be an integer"):
+        codes.codebook("sparse", 5, 8, True)
     with pytest.raises(ValueError, match="a must be <= 64"):
         codes.codebook("sparse", 10, 64, 65)
 
@@ -40,10 +48,16 @@ def test_corrupt_flip_rate():
     x = torch.zeros(200, 100)
     y = codes.corrupt(x, flip=0.1, generator=g)
     assert y.mean().item() == pytest.approx(0.1, abs=0.01)
-    with pytest.raises(ValueError, match="flip must lie in"):
+    with pytest.raises(ValueError,
+                       match=r"flip must be a real number in \[0, 1\], "
+                             r"got 1\.5"):
         codes.corrupt(x, flip=1.5)
-    with pytest.raises(ValueError, match="drop must lie in"):
+    with pytest.raises(ValueError, match=r"drop .* got -0\.1"):
         codes.corrupt(x, drop=-0.1)
+    with pytest.raises(TypeError, match="drop must be a real number"):
+        codes.corrupt(x, drop="0.1")
+    with pytest.raises(TypeError, match="codes must be a torch.Tensor"):
+        codes.corrupt(x.tolist(), drop=0.1)
 
 
 def test_recognise_hand_made():

@@ -175,6 +175,12 @@ def test_overlap_and_expected_overlap():
     assert sdr.expected_overlap(1000, 50) == 2.5
     with pytest.raises(ValueError, match="same n"):
         sdr.overlap(x, torch.ones(1, 5))
+    with pytest.raises(TypeError, match="y must be a torch.Tensor"):
+        sdr.overlap(x, [[1.0, 0.0]])
+    # any dtypes: bool codes against float codes, counted exactly
+    a = torch.tensor([[True, True, False]])
+    b = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
+    assert sdr.overlap(a, b).tolist() == [[2.0, 1.0]]
     g = torch.Generator().manual_seed(0)
     codes = sdr.random_sdr(400, 1000, 50, generator=g)
     ov = sdr.overlap(codes[:200], codes[200:])
@@ -226,3 +232,11 @@ def test_union_curve_in_one_pass_equals_single_values():
     single = [sdr.union_match_probability(300, 10, m, theta=8) for m in ms]
     np.testing.assert_allclose(curve, single, rtol=1e-12)
     assert np.all(np.diff(curve) >= 0)
+
+
+def test_union_curve_rejects_fractional_m():
+    # m counts codes: 2.5 used to be truncated to 2 silently
+    with pytest.raises(TypeError, match="m must be an integer"):
+        sdr.union_match_probabilities(300, 10, [1, 2.5])
+    with pytest.raises(ValueError, match="m must be >= 0, got -1"):
+        sdr.union_match_probabilities(300, 10, np.array([-1, 2]))
