@@ -1,13 +1,14 @@
-"""Classifiers with an L1 penalty on their hidden activity (seed 001).
+"""Classifiers with an L1 penalty on their hidden activity.
 
-Seed 001 asks how sparse the hidden layer of an MNIST classifier can get
-before accuracy suffers, by adding ``lam * sum |h|`` to the cross-entropy.
-This module holds its three networks, written for PyTorch:
+The source of the classifier chapter ("Sparse coding: a simple
+exploration") asks how sparse the hidden layer of an MNIST classifier can
+get before accuracy suffers, by adding ``lam * sum |h|`` to the
+cross-entropy. This module holds its networks, written for PyTorch:
 
 * :class:`SparseMLP` -- ``x -> h = ReLU(W x + b) -> logits``: one hidden
-  layer (784 units in the seed), softmax output.
+  layer (784 units in the source), softmax output.
 * :class:`SparseConvNet` -- ``x -> h = ReLU(conv(x)) -> logits``: one
-  convolution (200 feature maps, 3x3, stride 2 in the seed: ``200 x 14 x
+  convolution (200 feature maps, 3x3, stride 2 in the source: ``200 x 14 x
   14 = 39,200`` units), then a linear softmax layer on the flattened maps.
   Given a ``decoder`` (a :class:`sparselib.layers.ConvDecoder` kind), the
   same feature maps also reconstruct the image: a convolutional sparse
@@ -21,58 +22,56 @@ returning ``(total, logs)`` for :func:`sparselib.train.fit`:
 + lam * mean_batch sum_j |h_j|``.
 
 The penalty is a mean over the batch (:func:`sparselib.losses.l1_activity`),
-so ``lam`` does not depend on the batch size. Seed 001 sums over the batch
-of 100 instead: its weight ``c`` is our ``lam = 100 c``.
+so ``lam`` does not depend on the batch size. The source sums over the
+batch of 100 instead: its weight ``c`` is our ``lam = 100 c``.
 
-:func:`activity_stats` measures a layer too large to hold over a whole test
-set (10,000 x 39,200 floats is 1.6 GB): it streams the inputs in batches
-and keeps per-input and per-unit sums. :func:`normal_init_` is the
-initialisation of the seed's TensorFlow code (weights N(0, 0.1^2), biases
-0.1), and :func:`train_steps` its training protocol (Adam, batches of 100,
-a fixed number of iterations, test accuracy every few iterations).
+:func:`normal_init_` is the initialisation of the source's TensorFlow code
+(weights N(0, 0.1^2), biases 0.1). The training protocol is
+:func:`sparselib.train.train_steps`, and the activity of a layer too large
+to hold is measured by :func:`sparselib.metrics.activity_stats`.
 
 Introduced in the chapter "Sparse activity in classifiers".
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import loader
 from .layers import ConvDecoder
 from .losses import l1_activity, reconstruction_loss
-from .train import fit
-from .utils import check_int
+from .utils import check_choice, check_int, check_real, check_tensor
 
-__all__ = ["normal_init_", "SparseMLP", "SparseConvNet", "train_steps",
-           "ActivityStats", "activity_stats", "steps_to_reach"]
-
-
-def _check_lam(lam):
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or \
-            not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
-    return float(lam)
+__all__ = ["normal_init_", "SparseMLP", "SparseConvNet"]
 
 
 def normal_init_(module: nn.Module, std: float = 0.1,
                  bias: float = 0.1) -> nn.Module:
-    """Weights ``N(0, std^2)`` and constant biases, in place; returns ``module``.
+    """Weights ``N(0, std^2)`` and constant biases, in place.
 
     Applies to every :class:`torch.nn.Linear`, :class:`torch.nn.Conv2d` and
     :class:`sparselib.layers.ConvDecoder` inside ``module``. With the
-    defaults it is seed 001's initialisation; the positive bias starts
-    every ReLU unit on. Chapter "Sparse activity in classifiers".
+    defaults it is the initialisation of the source's code; the positive
+    bias starts every ReLU unit on. Chapter "Sparse activity in
+    classifiers".
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model to initialise.
+    std : float, default 0.1
+        Standard deviation of the weights (> 0).
+    bias : float, default 0.1
+        Value of every bias.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself.
     """
-    if not (isinstance(std, (int, float)) and std > 0):
-        raise ValueError(f"std must be a number > 0, got {std!r}")
-    if not (isinstance(bias, (int, float)) and math.isfinite(bias)):
-        raise ValueError(f"bias must be a finite number, got {bias!r}")
+    std = check_real("std", std, minimum=0, min_open=True)
+    bias = check_real("bias", bias)
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, (nn.Linear, nn.Conv2d, ConvDecoder)):
@@ -82,15 +81,17 @@ def normal_init_(module: nn.Module, std: float = 0.1,
     return module
 
 
-def _labels(y, n, n_classes):
-    if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.shape[0] != n:
-        raise ValueError(f"y must be a 1-d tensor of {n} class labels; got "
-                         f"{getattr(y, 'shape', type(y).__name__)}")
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise ValueError(f"y must hold integer class labels, got {y.dtype}")
-    if n and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"y must lie in [0, {n_classes}); got values from "
-                         f"{int(y.min())} to {int(y.max())}")
+def _labels(y, n):
+    # Shape and dtype only: no value is read (no device synchronisation),
+    # so the range of the labels is checked once, by the training protocol
+    # (sparselib.train.train_steps), not at every step.
+    check_tensor("y", y, ndim=1)
+    if y.shape[0] != n:
+        raise ValueError(f"y must hold one label per input: {n}; got "
+                         f"{y.shape[0]}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"y must hold integer class labels, got dtype "
+                        f"{y.dtype}")
     return y
 
 
@@ -114,23 +115,28 @@ class _L1Classifier(nn.Module):
 
         ``logs`` holds ``"ce"``, ``"l1"`` (the unweighted penalty, mean over
         the batch of ``sum_j h_j``), ``"avr"`` (mean active units per input
-        in the batch) and, with a decoder, ``"recon"`` (the per-pixel MSE).
+        in the batch) and, with a decoder, ``"recon"`` (the per-pixel MSE),
+        each a detached 0-d tensor: nothing is read back to the host, so a
+        training step does not wait for the device. ``y`` is checked for
+        shape and dtype only; labels outside ``[0, n_classes)`` are caught
+        by :func:`sparselib.train.train_steps` (or, on the CPU, by the
+        cross-entropy).
         """
         h = self.hidden(x)
-        _labels(y, h.shape[0], self.n_classes)
+        _labels(y, h.shape[0])
         logits = self.classify(h)
         flat = h.flatten(1)
         ce = F.cross_entropy(logits, y)
         l1 = l1_activity(flat)
         total = ce + self.lam * l1
-        logs = {"ce": ce.item(), "l1": l1.item(),
-                "avr": (flat > 0).sum(dim=1).float().mean().item()}
+        logs = {"ce": ce.detach(), "l1": l1.detach(),
+                "avr": (flat.detach() > 0).sum(dim=1).float().mean()}
         x_hat = self.decode(h)
         if x_hat is not None:
             target = self._image(x)
             total = total + self.recon_weight * reconstruction_loss(
                 x_hat, target, "sum")
-            logs["recon"] = F.mse_loss(x_hat, target).item()
+            logs["recon"] = F.mse_loss(x_hat.detach(), target)
         return total, logs
 
 
@@ -144,11 +150,11 @@ class SparseMLP(_L1Classifier):
     Parameters
     ----------
     n_inputs, n_hidden, n_classes : int
-        Layer widths (seed 001: 784, 784, 10).
+        Layer widths (the source: 784, 784, 10).
     lam : float
         Weight of the penalty ``mean_batch sum_j h_j`` (>= 0; 0 for none).
     init : str
-        ``"normal"`` (seed 001's N(0, 0.1^2) weights, biases 0.1, see
+        ``"normal"`` (the source's N(0, 0.1^2) weights, biases 0.1, see
         :func:`normal_init_`) or ``"default"`` (PyTorch's).
     """
 
@@ -159,7 +165,7 @@ class SparseMLP(_L1Classifier):
         self.n_inputs = check_int("n_inputs", n_inputs, minimum=1)
         self.n_hidden = check_int("n_hidden", n_hidden, minimum=1)
         self.n_classes = check_int("n_classes", n_classes, minimum=2)
-        self.lam = _check_lam(lam)
+        self.lam = check_real("lam", lam, minimum=0)
         self.encoder = nn.Linear(self.n_inputs, self.n_hidden)
         self.out = nn.Linear(self.n_hidden, self.n_classes)
         _init(self, init)
@@ -186,10 +192,8 @@ class SparseMLP(_L1Classifier):
 
 
 def _init(model, init):
-    if init == "normal":
+    if check_choice("init", init, ("normal", "default")) == "normal":
         normal_init_(model)
-    elif init != "default":
-        raise ValueError(f"init must be 'normal' or 'default', got {init!r}")
 
 
 class SparseConvNet(_L1Classifier):
@@ -205,10 +209,10 @@ class SparseConvNet(_L1Classifier):
     image_shape : tuple of int
         ``(H, W)`` of the one-channel input (MNIST: 28 x 28).
     n_maps : int
-        Feature maps (seed 001: 200).
+        Feature maps (the source: 200).
     kernel_size, stride : int
-        Of the convolution (seed: 3 and 2; padding ``kernel_size // 2``, so
-        28 x 28 becomes 14 x 14).
+        Of the convolution (the source: 3 and 2; padding
+        ``kernel_size // 2``, so 28 x 28 becomes 14 x 14).
     n_classes : int
         Outputs of the linear softmax layer on the flattened maps.
     lam : float
@@ -218,17 +222,17 @@ class SparseConvNet(_L1Classifier):
         None (a classifier only), ``"subpixel"`` or ``"transposed"``: also
         reconstruct the image from the same feature maps with a
         :class:`sparselib.layers.ConvDecoder` (upscale = ``stride``) and
-        add ``recon_weight * mean_batch ||x_hat - x||^2`` to the loss (seed
-        001's joint convolutional sparse autoencoder).
+        add ``recon_weight * mean_batch ||x_hat - x||^2`` to the loss (the
+        source's joint convolutional sparse autoencoder).
     decoder_kernel : int
         The decoder's kernel size.
     max_norm : float or None
-        The decoder's per-feature-map weight-norm bound (seed 001 clips to
-        1); None for none.
+        The decoder's per-feature-map weight-norm bound (the source clips
+        to 1); None for none.
     recon_weight : float
         Weight of the reconstruction term (> 0 with a decoder).
     init : str
-        ``"normal"`` (seed 001) or ``"default"`` (PyTorch's).
+        ``"normal"`` (the source's) or ``"default"`` (PyTorch's).
     """
 
     def __init__(self, image_shape=(28, 28), n_maps: int = 200,
@@ -254,7 +258,7 @@ class SparseConvNet(_L1Classifier):
             raise ValueError(f"image_shape {self.image_shape} must be "
                              f"divisible by stride {s}")
         self.n_classes = check_int("n_classes", n_classes, minimum=2)
-        self.lam = _check_lam(lam)
+        self.lam = check_real("lam", lam, minimum=0)
         self.conv = nn.Conv2d(1, self.n_maps, k, stride=s, padding=k // 2)
         self.map_shape = ((H + 2 * (k // 2) - k) // s + 1,
                           (W + 2 * (k // 2) - k) // s + 1)
@@ -268,11 +272,8 @@ class SparseConvNet(_L1Classifier):
                                  f"gives {self.map_shape}")
             self.decoder = ConvDecoder(self.n_maps, 1, s, decoder,
                                        decoder_kernel, max_norm)
-            if not (isinstance(recon_weight, (int, float))
-                    and recon_weight > 0 and math.isfinite(recon_weight)):
-                raise ValueError(f"recon_weight must be a number > 0, got "
-                                 f"{recon_weight!r}")
-            self.recon_weight = float(recon_weight)
+            self.recon_weight = check_real("recon_weight", recon_weight,
+                                           minimum=0, min_open=True)
         _init(self, init)
 
     @property
@@ -310,150 +311,3 @@ class SparseConvNet(_L1Classifier):
             raise RuntimeError("this SparseConvNet has no decoder; build it "
                                "with decoder='subpixel' or 'transposed'")
         return self.decoder(self.hidden(x))
-
-
-def train_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                n_steps: int, *, evaluate, eval_every: int = 100,
-                batch_size: int = 100, lr: float = 1e-3, seed: int = 0,
-                desc: str = "training", progress=None):
-    """Train ``model`` by seed 001's protocol; return the :class:`~sparselib.train.History`.
-
-    Adam at learning rate ``lr`` on shuffled batches of ``batch_size``
-    examples of ``(x, y)`` (reshuffled each epoch, the order fixed by
-    ``seed``), ``n_steps`` iterations in all, minimising ``model.loss(x,
-    y)``; ``evaluate(model) -> dict`` runs every ``eval_every`` iterations
-    into ``History.eval`` (see :func:`sparselib.train.fit`). Chapter
-    "Sparse activity in classifiers".
-    """
-    n_steps = check_int("n_steps", n_steps, minimum=1)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a number > 0, got {lr!r}")
-    data = loader(x, y, batch_size=batch_size,
-                  generator=torch.Generator().manual_seed(seed))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    return fit(model, data, lambda m, a, b: m.loss(a, b), opt,
-               -(-n_steps // len(data)), max_steps=n_steps,
-               eval_every=eval_every, evaluate=evaluate, desc=desc,
-               progress=progress)
-
-
-@dataclass
-class ActivityStats:
-    """What :func:`activity_stats` measured over a set of inputs.
-
-    ``l0`` ``(n_inputs,)``: active units per input. ``population``
-    ``(n_inputs,)``: Treves-Rolls sparsity of each input's response.
-    ``duty`` ``(n_units,)``: share of inputs on which each unit is active.
-    ``lifetime`` ``(n_units,)``: Treves-Rolls sparsity of each unit's
-    responses (NaN for dead units). ``mean`` ``(n_units,)``: each unit's
-    mean activity. Definitions as in :mod:`sparselib.metrics`.
-    """
-
-    l0: torch.Tensor
-    population: torch.Tensor
-    duty: torch.Tensor
-    lifetime: torch.Tensor
-    mean: torch.Tensor
-
-    @property
-    def n_units(self) -> int:
-        """Number of units."""
-        return self.duty.shape[0]
-
-    @property
-    def avr(self) -> float:
-        """Mean active units per input (seed 001's AVR)."""
-        return float(self.l0.mean())
-
-    @property
-    def activity_ratio(self) -> float:
-        """AVR as a share of the units."""
-        return self.avr / self.n_units
-
-    @property
-    def dead(self) -> torch.Tensor:
-        """Mask of units active on no input."""
-        return self.duty == 0
-
-    @property
-    def dead_share(self) -> float:
-        """Share of units active on no input."""
-        return float(self.dead.float().mean())
-
-    def summary(self) -> dict:
-        """The headline numbers as floats."""
-        return {"avr": self.avr, "activity_ratio": self.activity_ratio,
-                "dead_share": self.dead_share,
-                "l0_max": float(self.l0.max()),
-                "l0_p99": float(self.l0.quantile(0.99)),
-                "population": float(self.population.nanmean()),
-                "lifetime": float(self.lifetime.nanmean())}
-
-
-@torch.no_grad()
-def activity_stats(units, x: torch.Tensor, batch_size: int = 500,
-                   eps: float = 0.0) -> ActivityStats:
-    """Sparsity of ``units(x)`` ``(n, n_units)``, computed batch by batch.
-
-    ``units`` maps a batch of ``x`` to activations ``(batch, n_units)``
-    (e.g. a model's ``units`` method, in eval mode). A unit is active where
-    ``|h| > eps``. Equal to :func:`sparselib.metrics.l0`,
-    :func:`~sparselib.metrics.population_sparsity`,
-    :func:`~sparselib.metrics.duty_cycle` and
-    :func:`~sparselib.metrics.lifetime_sparsity` on the whole ``(n,
-    n_units)`` matrix, without ever holding it. Chapter "Sparse activity in
-    classifiers".
-    """
-    from .metrics import population_sparsity
-
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    if not isinstance(eps, (int, float)) or eps < 0:
-        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
-    if not isinstance(x, torch.Tensor) or x.ndim < 1 or x.shape[0] < 2:
-        raise ValueError("x must be a tensor of at least 2 inputs")
-    l0, pop = [], []
-    count = s1 = s2 = None
-    for i in range(0, x.shape[0], batch_size):
-        h = units(x[i:i + batch_size])
-        if not isinstance(h, torch.Tensor) or h.ndim != 2:
-            raise ValueError("units(x) must return (batch, n_units); got "
-                             f"{getattr(h, 'shape', type(h).__name__)}")
-        if torch.isnan(h).any():
-            raise ValueError("units(x) returned NaN")
-        a = h.abs().to(torch.float64)
-        active = a > eps
-        l0.append(active.sum(dim=1).float().cpu())
-        pop.append(population_sparsity(h).cpu())
-        if count is None:
-            count = torch.zeros(h.shape[1], dtype=torch.float64,
-                                device=h.device)
-            s1, s2 = torch.zeros_like(count), torch.zeros_like(count)
-        count += active.sum(dim=0)
-        s1 += a.sum(dim=0)
-        s2 += (a * a).sum(dim=0)
-    n = x.shape[0]
-    m1, m2 = s1 / n, s2 / n
-    ratio = torch.where(m2 > 0, m1 ** 2 / m2.clamp_min(1e-300),
-                        torch.full_like(m2, float("nan")))
-    life = (1 - ratio) / (1 - 1 / n)
-    return ActivityStats(l0=torch.cat(l0), population=torch.cat(pop),
-                         duty=(count / n).float().cpu(),
-                         lifetime=life.float().cpu(), mean=m1.float().cpu())
-
-
-def steps_to_reach(history, key: str, target: float):
-    """First evaluation step at which ``history.eval[key] >= target``, or None.
-
-    ``history`` is a :class:`sparselib.train.History` from
-    ``fit(..., eval_every=...)``. "How many iterations to 98 % test
-    accuracy" is how the chapter compares learning speed. Chapter "Sparse
-    activity in classifiers".
-    """
-    if key not in history.eval or "step" not in history.eval:
-        raise KeyError(f"history.eval has no {key!r} (have "
-                       f"{sorted(history.eval)}); train with eval_every")
-    for s, v in zip(history.eval["step"], history.eval[key]):
-        if v >= target:
-            return int(s)
-    return None

@@ -3,7 +3,8 @@
 "Sparse" means different things, and the chapters keep them apart:
 
 * **L0** -- active units per input, ``|h| > eps`` (:func:`l0`); its mean over
-  inputs is the *average activity* that seed 001 calls AVR (:func:`avr`).
+  inputs is the *average activity* that the source of the classifier
+  chapter ("Sparse coding: a simple exploration") calls AVR (:func:`avr`).
 * **activity ratio** -- the same as a fraction of the units
   (:func:`activity_ratio`).
 * **population sparsity** -- how few units respond to *one input*, and
@@ -18,15 +19,26 @@
   probability (its duty cycle); a layer whose units all fire equally often has
   the largest total entropy (Ahmad & Scheinkman 2019, boosting).
 
-Introduced in chapter 1 ("Neural codes"); used in the classifier and
-autoencoder chapters.
+Every measure above takes the whole matrix ``h``. :func:`activity_stats`
+computes the same numbers for a layer too large to hold over a whole data
+set (10,000 inputs x 39,200 units is 1.6 GB in float32): it streams the
+inputs in batches and keeps per-input values and per-unit moment sums, and
+returns them as an :class:`ActivityStats`. Both paths share one
+Treves-Rolls formula, written on the moments ``mean r`` and ``mean r^2``.
+
+Introduced in the chapter "Sparse coding as optimisation"; used in the
+autoencoder and classifier chapters (the streaming statistics in "Sparse
+activity in classifiers").
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+
+from .utils import check_int, check_real, check_tensor
 
 __all__ = [
     "l0",
@@ -38,16 +50,13 @@ __all__ = [
     "duty_cycle",
     "dead_units",
     "unit_entropy",
+    "ActivityStats",
+    "activity_stats",
 ]
 
 
 def _check_h(h, name="h"):
-    if not isinstance(h, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got "
-                        f"{type(h).__name__}")
-    if h.ndim != 2:
-        raise ValueError(f"{name} must be 2-d (batch, n_units); got shape "
-                         f"{tuple(h.shape)}")
+    check_tensor(name, h, ndim=2)
     if h.shape[0] == 0 or h.shape[1] == 0:
         raise ValueError(f"{name} must be non-empty; got shape "
                          f"{tuple(h.shape)}")
@@ -57,9 +66,7 @@ def _check_h(h, name="h"):
 
 
 def _check_eps(eps):
-    if not isinstance(eps, (int, float)) or eps < 0 or math.isnan(eps):
-        raise ValueError(f"eps must be a number >= 0; got {eps!r}")
-    return float(eps)
+    return check_real("eps", eps, minimum=0, allow_inf=True)
 
 
 def _active(h, eps):
@@ -69,15 +76,17 @@ def _active(h, eps):
 def l0(h: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """Number of active units (``|h| > eps``) in each input: ``(batch,)``.
 
-    Chapter 1.
+    Chapter "Sparse autoencoders".
     """
     return _active(_check_h(h), eps).sum(dim=1).to(torch.float32)
 
 
 def avr(h: torch.Tensor, eps: float = 0.0) -> float:
-    """Average activity: mean number of active units per input (seed 001).
+    """Average activity: mean number of active units per input (AVR).
 
-    Chapter 1; the classifier chapter compares it with seed 001's AVR.
+    Chapter "Sparse coding as optimisation"; the classifier chapter
+    compares it with the AVR of its source, "Sparse coding: a simple
+    exploration".
     """
     return float(l0(h, eps).mean())
 
@@ -85,39 +94,46 @@ def avr(h: torch.Tensor, eps: float = 0.0) -> float:
 def activity_ratio(h: torch.Tensor, eps: float = 0.0) -> float:
     """Fraction of (input, unit) pairs that are active: ``avr / n_units``.
 
-    Chapter 1.
+    Chapter "Sparse autoencoders".
     """
     return float(_active(_check_h(h), eps).float().mean())
 
 
-def _treves_rolls(r: torch.Tensor, dim: int) -> torch.Tensor:
-    # r >= 0 expected; returns NaN where all responses are zero.
-    r = r.abs().to(torch.float64)
-    n = r.shape[dim]
+def _treves_rolls_from_moments(m1: torch.Tensor, m2: torch.Tensor,
+                               n: int) -> torch.Tensor:
+    # The one Treves-Rolls formula: m1 = mean r, m2 = mean r^2 over n >= 2
+    # non-negative responses (float64); NaN where all responses are zero.
     if n < 2:
-        raise ValueError("Treves-Rolls sparsity needs at least 2 values "
-                         f"along dim {dim}; got {n}")
-    m1 = r.mean(dim=dim)
-    m2 = (r ** 2).mean(dim=dim)
+        raise ValueError(f"Treves-Rolls sparsity needs at least 2 values; "
+                         f"got {n}")
     ratio = torch.where(m2 > 0, m1 ** 2 / m2.clamp_min(1e-300),
                         torch.full_like(m2, float("nan")))
-    return ((1 - ratio) / (1 - 1 / n)).to(torch.float32)
+    return (1 - ratio) / (1 - 1 / n)
+
+
+def _treves_rolls(r: torch.Tensor, dim: int) -> torch.Tensor:
+    r = r.abs().to(torch.float64)
+    m1 = r.mean(dim=dim)
+    m2 = (r ** 2).mean(dim=dim)
+    return _treves_rolls_from_moments(m1, m2, r.shape[dim]).to(torch.float32)
 
 
 def population_sparsity(h: torch.Tensor) -> torch.Tensor:
-    """Treves-Rolls sparsity of each input's response across units: ``(batch,)``.
+    """Treves-Rolls sparsity of each input's response across units.
 
-    1 when one unit alone responds, 0 when all respond equally; NaN for an
-    input to which no unit responds. Uses ``|h|``. Chapter 1.
+    Returns ``(batch,)``: 1 when one unit alone responds, 0 when all respond
+    equally; NaN for an input to which no unit responds. Uses ``|h|``.
+    Chapter "Sparse autoencoders".
     """
     return _treves_rolls(_check_h(h), dim=1)
 
 
 def lifetime_sparsity(h: torch.Tensor) -> torch.Tensor:
-    """Treves-Rolls sparsity of each unit's response across inputs: ``(n_units,)``.
+    """Treves-Rolls sparsity of each unit's response across inputs.
 
-    1 when a unit responds to one input alone, 0 when it responds equally to
-    all; NaN for a unit that never responds (a dead unit). Chapter 1.
+    Returns ``(n_units,)``: 1 when a unit responds to one input alone, 0 when
+    it responds equally to all; NaN for a unit that never responds (a dead
+    unit). Uses ``|h|``. Chapter "Sparse autoencoders".
     """
     return _treves_rolls(_check_h(h), dim=0)
 
@@ -126,7 +142,7 @@ def hoyer_sparsity(h: torch.Tensor) -> torch.Tensor:
     """Hoyer's sparsity of each input ``(sqrt(N) - L1/L2) / (sqrt(N) - 1)``.
 
     Returns ``(batch,)`` in [0, 1]: 1 for one non-zero unit, 0 for equal
-    magnitudes; NaN for an all-zero row. Needs ``N >= 2``. Chapter 1.
+    magnitudes; NaN for an all-zero row. Needs ``N >= 2``.
     """
     h = _check_h(h).to(torch.float64)
     n = h.shape[1]
@@ -142,7 +158,7 @@ def hoyer_sparsity(h: torch.Tensor) -> torch.Tensor:
 def duty_cycle(h: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """Fraction of inputs on which each unit is active: ``(n_units,)``.
 
-    Chapter 1.
+    Chapter "Sparse autoencoders".
     """
     return _active(_check_h(h), eps).float().mean(dim=0)
 
@@ -150,7 +166,7 @@ def duty_cycle(h: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
 def dead_units(h: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """Boolean mask ``(n_units,)`` of units never active over the batch.
 
-    Chapter 1.
+    Chapter "Sparse autoencoders".
     """
     return ~_active(_check_h(h), eps).any(dim=0)
 
@@ -160,8 +176,143 @@ def unit_entropy(h: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
 
     ``H(p) = -p log2 p - (1 - p) log2 (1 - p)`` with ``p`` the unit's duty
     cycle; 0 for units that never or always fire, 1 bit for a unit active on
-    half the inputs. Sum it for a layer's total. Chapter 1.
+    half the inputs. Sum it for a layer's total.
     """
     p = duty_cycle(h, eps).to(torch.float64)
     ent = -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p)) / math.log(2)
     return ent.to(torch.float32)
+
+
+@dataclass
+class ActivityStats:
+    """What :func:`activity_stats` measured over a set of inputs.
+
+    Chapter "Sparse activity in classifiers".
+
+    Attributes
+    ----------
+    l0 : torch.Tensor
+        ``(n_inputs,)``: active units per input, as :func:`l0`.
+    population : torch.Tensor
+        ``(n_inputs,)``: Treves-Rolls sparsity of each input's response, as
+        :func:`population_sparsity`.
+    duty : torch.Tensor
+        ``(n_units,)``: share of inputs on which each unit is active, as
+        :func:`duty_cycle`.
+    lifetime : torch.Tensor
+        ``(n_units,)``: Treves-Rolls sparsity of each unit's responses (NaN
+        for dead units), as :func:`lifetime_sparsity`.
+    mean : torch.Tensor
+        ``(n_units,)``: each unit's mean absolute activity.
+    """
+
+    l0: torch.Tensor
+    population: torch.Tensor
+    duty: torch.Tensor
+    lifetime: torch.Tensor
+    mean: torch.Tensor
+
+    @property
+    def n_units(self) -> int:
+        """Number of units."""
+        return self.duty.shape[0]
+
+    @property
+    def avr(self) -> float:
+        """Mean active units per input (the AVR of the classifier chapter)."""
+        return float(self.l0.mean())
+
+    @property
+    def activity_ratio(self) -> float:
+        """AVR as a share of the units."""
+        return self.avr / self.n_units
+
+    @property
+    def dead(self) -> torch.Tensor:
+        """Mask of units active on no input."""
+        return self.duty == 0
+
+    @property
+    def dead_share(self) -> float:
+        """Share of units active on no input."""
+        return float(self.dead.float().mean())
+
+    def summary(self) -> dict:
+        """The headline numbers as floats.
+
+        Returns
+        -------
+        dict
+            ``"avr"``, ``"activity_ratio"``, ``"dead_share"``, ``"l0_max"``,
+            ``"l0_p99"`` (the 99th percentile of L0), ``"population"`` and
+            ``"lifetime"`` (means over inputs and over live units).
+        """
+        return {"avr": self.avr, "activity_ratio": self.activity_ratio,
+                "dead_share": self.dead_share,
+                "l0_max": float(self.l0.max()),
+                "l0_p99": float(self.l0.quantile(0.99)),
+                "population": float(self.population.nanmean()),
+                "lifetime": float(self.lifetime.nanmean())}
+
+
+@torch.no_grad()
+def activity_stats(units, x: torch.Tensor, batch_size: int = 500,
+                   eps: float = 0.0) -> ActivityStats:
+    """Sparsity of ``units(x)`` ``(n, n_units)``, computed batch by batch.
+
+    Equal to :func:`l0`, :func:`population_sparsity`, :func:`duty_cycle`
+    and :func:`lifetime_sparsity` on the whole ``(n, n_units)`` matrix,
+    without ever holding it: per-unit sums of ``1[|h| > eps]``, ``|h|`` and
+    ``h^2`` are accumulated in float64, and the lifetime sparsity is the
+    same Treves-Rolls formula on their means. Chapter "Sparse activity in
+    classifiers".
+
+    Parameters
+    ----------
+    units : callable
+        Maps a batch of ``x`` to activations ``(batch, n_units)``, e.g. a
+        model's ``units`` method, in eval mode.
+    x : torch.Tensor
+        The inputs, at least 2 along the first dimension.
+    batch_size : int, default 500
+        Inputs per call of ``units``.
+    eps : float, default 0
+        A unit is active where ``|h| > eps``.
+
+    Returns
+    -------
+    ActivityStats
+        Per-input and per-unit values, on the CPU.
+    """
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    eps = _check_eps(eps)
+    check_tensor("x", x)
+    if x.ndim < 1 or x.shape[0] < 2:
+        raise ValueError(f"x must hold at least 2 inputs along its first "
+                         f"dimension; got shape {tuple(x.shape)}")
+    l0s, pop = [], []
+    count = s1 = s2 = None
+    for i in range(0, x.shape[0], batch_size):
+        h = units(x[i:i + batch_size])
+        if not isinstance(h, torch.Tensor) or h.ndim != 2:
+            raise ValueError("units(x) must return (batch, n_units); got "
+                             f"{getattr(h, 'shape', type(h).__name__)}")
+        if torch.isnan(h).any():
+            raise ValueError("units(x) returned NaN")
+        a = h.abs().to(torch.float64)
+        active = a > eps
+        l0s.append(active.sum(dim=1).float().cpu())
+        pop.append(population_sparsity(h).cpu())
+        if count is None:
+            count = torch.zeros(h.shape[1], dtype=torch.float64,
+                                device=h.device)
+            s1, s2 = torch.zeros_like(count), torch.zeros_like(count)
+        count += active.sum(dim=0)
+        s1 += a.sum(dim=0)
+        s2 += (a * a).sum(dim=0)
+    n = x.shape[0]
+    m1 = s1 / n
+    life = _treves_rolls_from_moments(m1, s2 / n, n)
+    return ActivityStats(l0=torch.cat(l0s), population=torch.cat(pop),
+                         duty=(count / n).float().cpu(),
+                         lifetime=life.float().cpu(), mean=m1.float().cpu())

@@ -1,7 +1,12 @@
-"""sparselib.metrics against hand-computed cases."""
+"""sparselib.metrics against hand-computed cases.
+
+The streamed statistics (:func:`activity_stats`) are checked against the
+whole-matrix measures and a hand case.
+"""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -87,5 +92,94 @@ def test_bad_input(bad, exc, msg):
 
 
 def test_bad_eps():
-    with pytest.raises(ValueError, match="eps"):
+    with pytest.raises(ValueError, match="eps must be a real number >= 0"):
         M.l0(H, eps=-1)
+    with pytest.raises(ValueError, match="eps .*NaN"):
+        M.duty_cycle(H, eps=float("nan"))
+    with pytest.raises(TypeError, match="eps must be a real number"):
+        M.avr(H, eps="0")
+    # an infinite threshold is allowed: nothing is active
+    assert M.l0(H, eps=float("inf")).tolist() == [0, 0, 0]
+
+
+def test_treves_rolls_closed_forms():
+    # k equal responses among n: (1 - k/n) / (1 - 1/n)
+    for n in (2, 5, 9):
+        for k in range(1, n + 1):
+            r = torch.zeros(1, n)
+            r[0, :k] = 3.0
+            expected = (1 - k / n) / (1 - 1 / n)
+            assert M.population_sparsity(r).item() == pytest.approx(
+                expected, abs=1e-7)
+            assert M.lifetime_sparsity(r.T).item() == pytest.approx(
+                expected, abs=1e-7)
+    with pytest.raises(ValueError, match="at least 2"):
+        M.population_sparsity(torch.ones(3, 1))
+
+
+# --- streamed statistics ----------------------------------------------------
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_streamed_stats_equal_metrics_on_the_whole_matrix(batch_size):
+    g = torch.Generator().manual_seed(0)
+    h = torch.relu(torch.randn(50, 30, generator=g) - 0.8)
+    h[:, 3] = 0  # a dead unit
+    s = M.activity_stats(lambda a: a, h, batch_size=batch_size)
+    torch.testing.assert_close(s.l0, M.l0(h))
+    torch.testing.assert_close(s.population, M.population_sparsity(h),
+                               equal_nan=True)
+    torch.testing.assert_close(s.duty, M.duty_cycle(h))
+    torch.testing.assert_close(s.lifetime, M.lifetime_sparsity(h),
+                               equal_nan=True, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(s.dead, M.dead_units(h))
+    torch.testing.assert_close(s.mean, h.abs().mean(dim=0))
+    assert s.avr == pytest.approx(M.avr(h))
+    assert s.activity_ratio == pytest.approx(M.activity_ratio(h))
+    assert s.dead_share == pytest.approx(1 / 30)
+    summ = s.summary()
+    assert summ["l0_max"] == M.l0(h).max().item()
+    assert summ["lifetime"] == pytest.approx(
+        float(np.nanmean(M.lifetime_sparsity(h).numpy())), rel=1e-5)
+
+
+def test_streamed_stats_with_a_threshold_and_signed_units():
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(20, 6, generator=g)   # signed: |h| is what counts
+    s = M.activity_stats(lambda a: a, h, batch_size=6, eps=0.5)
+    torch.testing.assert_close(s.l0, M.l0(h, eps=0.5))
+    torch.testing.assert_close(s.duty, M.duty_cycle(h, eps=0.5))
+    torch.testing.assert_close(s.lifetime, M.lifetime_sparsity(h),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_stats_hand_case():
+    # two inputs, three units: unit 0 fires on both, unit 1 on one, unit 2
+    # never.
+    h = torch.tensor([[1.0, 2.0, 0.0], [1.0, 0.0, 0.0]])
+    s = M.activity_stats(lambda a: a, h, batch_size=1)
+    assert s.l0.tolist() == [2, 1] and s.avr == 1.5
+    assert s.duty.tolist() == [1.0, 0.5, 0.0]
+    assert s.mean.tolist() == [1.0, 1.0, 0.0]
+    assert s.lifetime[0].item() == pytest.approx(0.0)   # equal responses
+    assert s.lifetime[1].item() == pytest.approx(1.0)   # one input only
+    assert math.isnan(s.lifetime[2].item())
+    # input 0: mean 1, mean square 5/3 -> ratio 3/5 -> (2/5) / (2/3) = 3/5
+    assert s.population[0].item() == pytest.approx(0.6)
+    assert s.population[1].item() == pytest.approx(1.0)
+    assert s.dead.tolist() == [False, False, True]
+    assert s.n_units == 3 and s.activity_ratio == pytest.approx(0.5)
+
+
+def test_stats_bad_input():
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        M.activity_stats(lambda a: a, torch.ones(4, 2), batch_size=0)
+    with pytest.raises(ValueError, match="eps must be a real number >= 0"):
+        M.activity_stats(lambda a: a, torch.ones(4, 2), eps=-1)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        M.activity_stats(lambda a: a, [[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(ValueError, match="at least 2 inputs"):
+        M.activity_stats(lambda a: a, torch.ones(1, 2))
+    with pytest.raises(ValueError, match=r"\(batch, n_units\)"):
+        M.activity_stats(lambda a: a.view(4, 1, 2), torch.ones(4, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        M.activity_stats(lambda a: a * float("nan"), torch.ones(4, 2))
