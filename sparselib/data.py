@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .utils import check_int
+from .utils import check_choice, check_int, check_real, check_tensor
 
 __all__ = ["DATA_ENV", "DATASETS", "data_root", "expected_files",
            "load_mnist", "load_fashion_mnist", "load_images", "loader",
@@ -73,10 +73,8 @@ def expected_files(name: str, split: str, root=None) -> list[Path]:
 
 
 def _check_name_split(name, split):
-    if name not in DATASETS:
-        raise ValueError(f"name must be one of {DATASETS}; got {name!r}")
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {_SPLITS}; got {split!r}")
+    check_choice("name", name, DATASETS)
+    check_choice("split", split, _SPLITS)
 
 
 def _present(path: Path) -> bool:
@@ -105,7 +103,10 @@ def load_images(name: str = "MNIST", split: str = "train", *, root=None,
     the chapters that train on images.
     """
     _check_name_split(name, split)
-    if download not in ("auto", True, False):
+    if not isinstance(download, (bool, str)):
+        raise TypeError(f"download must be 'auto', True or False; got "
+                        f"{download!r} ({type(download).__name__})")
+    if isinstance(download, str) and download != "auto":
         raise ValueError(f"download must be 'auto', True or False; got "
                          f"{download!r}")
     if limit is not None:
@@ -172,6 +173,11 @@ def loader(*tensors: torch.Tensor, batch_size: int = 64, shuffle: bool = True,
     """
     if not tensors:
         raise ValueError("loader() needs at least one tensor")
+    for i, t in enumerate(tensors):
+        check_tensor(f"tensor {i}", t)
+        if t.ndim == 0:
+            raise ValueError(f"tensor {i} must have a first (example) "
+                             f"axis; got a 0-d tensor")
     n = tensors[0].shape[0]
     for i, t in enumerate(tensors):
         if t.shape[0] != n:
@@ -195,15 +201,17 @@ def natural_images(names=NATURAL_IMAGES) -> list:
 
     From the images that scikit-image and scikit-learn ship (no download):
     see :data:`NATURAL_IMAGES`. Colour images are converted with the
-    ITU-R 601 luma weights. Chapter 2.
+    ITU-R 601 luma weights. ``names`` may also be a single name. Chapter 2.
     """
     import numpy as np
 
+    if isinstance(names, str):
+        names = (names,)
+    names = list(names)
+    for name in names:  # all checked before any image is loaded
+        check_choice("image name", name, NATURAL_IMAGES)
     out = []
     for name in names:
-        if name not in NATURAL_IMAGES:
-            raise ValueError(f"unknown image {name!r}; choose from "
-                             f"{NATURAL_IMAGES}")
         if name in ("china", "flower"):
             from sklearn.datasets import load_sample_image
             img = load_sample_image(name + ".jpg")
@@ -234,8 +242,7 @@ def whiten_image(img, f0: float = 0.4):
     if img.ndim != 2:
         raise ValueError(f"img must be 2-d (grey levels); got shape "
                          f"{img.shape}")
-    if not 0 < f0 <= 1:
-        raise ValueError(f"f0 must lie in (0, 1]; got {f0}")
+    f0 = check_real("f0", f0, minimum=0, maximum=1, min_open=True)
     fy = np.fft.fftfreq(img.shape[0])[:, None]
     fx = np.fft.fftfreq(img.shape[1])[None, :]
     f = np.sqrt(fx ** 2 + fy ** 2)

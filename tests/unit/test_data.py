@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,7 +62,13 @@ def test_failed_download_reports_files_and_cause(tmp_path, monkeypatch):
 @pytest.mark.parametrize("kwargs,exc,msg", [
     ({"name": "CIFAR10"}, ValueError, "name must be one of"),
     ({"split": "validation"}, ValueError, "split must be one of"),
-    ({"download": "yes"}, ValueError, "download must be"),
+    ({"download": "yes"}, ValueError,
+     "download must be 'auto', True or False; got 'yes'"),
+    ({"download": 1}, TypeError, "download must be 'auto', True or False"),
+    ({"download": None}, TypeError, "download must be"),
+    ({"name": None}, TypeError, "name must be a string"),
+    ({"split": "validation"}, ValueError,
+     "split must be one of 'train', 'test'; got 'validation'"),
     ({"limit": 0}, ValueError, "limit must be >= 1"),
     ({"limit": 2.5}, TypeError, "limit must be an integer"),
 ])
@@ -73,6 +80,10 @@ def test_bad_arguments(kwargs, exc, msg, tmp_path):
 def test_loader_checks_lengths():
     with pytest.raises(ValueError, match="rows"):
         data.loader(torch.ones(3, 2), torch.ones(4))
+    with pytest.raises(TypeError, match="tensor 1 must be a torch.Tensor"):
+        data.loader(torch.ones(3, 2), [0, 1, 2])
+    with pytest.raises(TypeError, match="batch_size must be an integer"):
+        data.loader(torch.ones(3, 2), batch_size=2.0)
     batches = list(data.loader(torch.arange(10), batch_size=4, shuffle=False))
     assert [b[0].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7],
                                                 [8, 9]]
@@ -126,7 +137,23 @@ def test_natural_patches():
     imgs = data.natural_images(["camera", "china"])
     assert imgs[0].shape == (512, 512) and imgs[1].ndim == 2
     assert 0 <= imgs[1].min() and imgs[1].max() <= 1
-    with pytest.raises(ValueError, match="unknown image"):
-        data.natural_images(["lena"])
-    with pytest.raises(ValueError, match="f0"):
+    with pytest.raises(ValueError, match="image name must be one of "
+                                         "'astronaut'.*got 'lena'"):
+        data.natural_images(["camera", "lena"])
+    with pytest.raises(ValueError,
+                       match=r"f0 must be a real number in \(0, 1\], got 0"):
         data.whiten_image(imgs[0], f0=0)
+
+
+def test_whiten_image_checks_f0():
+    img = np.random.default_rng(0).random((16, 16))
+    with pytest.raises(TypeError, match="f0 must be a real number, got '0.4'"):
+        data.whiten_image(img, f0="0.4")
+    with pytest.raises(ValueError, match="f0 .*NaN"):
+        data.whiten_image(img, f0=float("nan"))
+    with pytest.raises(ValueError, match=r"f0 .*\(0, 1\], got 1\.5"):
+        data.whiten_image(img, f0=1.5)
+    # a NumPy scalar is a number; f0 = 1 is allowed (closed end)
+    np.testing.assert_array_equal(data.whiten_image(img, f0=np.float64(0.4)),
+                                  data.whiten_image(img, f0=0.4))
+    assert np.isfinite(data.whiten_image(img, f0=1)).all()
