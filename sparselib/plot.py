@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .utils import check_int, check_real
+
 __all__ = ["CODE_COLORS", "set_style", "get_ax", "image_grid", "to_png"]
 
 #: Colour of each kind of code, the same in every figure of the book.
@@ -57,13 +59,16 @@ def get_ax(ax=None, **subplot_kw):
 
 
 def image_grid(images, nrow: int | None = None, *, ax=None, cmap="gray",
-               pad: int = 1, symmetric: bool = False, title: str | None = None):
+               pad: int = 1, symmetric: bool = False,
+               title: str | None = None):
     """Show ``images`` ``(N, H, W)`` (or ``(N, 1, H, W)``) as one tiled image.
 
     Each image is scaled to its own range (``symmetric=True``: to
     ``[-max|x|, max|x|]``, for filters whose sign matters). Returns the Axes.
     Chapter 1.
     """
+    nrow = None if nrow is None else check_int("nrow", nrow, minimum=1)
+    pad = check_int("pad", pad, minimum=0)
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().numpy()
     images = np.asarray(images, dtype=float)
@@ -75,9 +80,8 @@ def image_grid(images, nrow: int | None = None, *, ax=None, cmap="gray",
     n, h, w = images.shape
     if n == 0:
         raise ValueError("images is empty")
-    nrow = int(np.ceil(np.sqrt(n))) if nrow is None else int(nrow)
-    if nrow < 1:
-        raise ValueError(f"nrow must be >= 1; got {nrow}")
+    if nrow is None:
+        nrow = int(np.ceil(np.sqrt(n)))
     ncol = int(np.ceil(n / nrow))
     canvas = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad), np.nan)
     for i, img in enumerate(images):
@@ -100,6 +104,7 @@ def image_grid(images, nrow: int | None = None, *, ax=None, cmap="gray",
 
 def to_png(fig, dpi: int = 90) -> bytes:
     """Render a matplotlib Figure to PNG bytes and close it."""
+    check_real("dpi", dpi, minimum=0, min_open=True)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)

@@ -30,9 +30,19 @@ def median_time(fn, *, repeat: int = 5, warmup: int = 1,
     counted. For comparisons run side by side in one process (the book
     reports ratios, not absolute times). Chapter "Sparse autoencoders".
     """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     repeat = check_int("repeat", repeat, minimum=1)
     warmup = check_int("warmup", warmup, minimum=0)
-    dev = torch.device(device) if device is not None else None
+    if device is not None and (isinstance(device, bool) or not isinstance(
+            device, (str, int, torch.device))):
+        raise TypeError(f"device must be None, a string, an index or a "
+                        f"torch.device; got {device!r}")
+    try:
+        dev = torch.device(device) if device is not None else None
+    except RuntimeError as exc:
+        raise ValueError(f"device must name a torch device such as 'cpu' "
+                         f"or 'cuda'; got {device!r}") from exc
     sync = (torch.cuda.synchronize if dev is not None and dev.type == "cuda"
             else (lambda: None))
     for _ in range(warmup):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from .plot import to_png
+from .utils import check_real
 
 __all__ = ["WIDGETS_ENV", "widgets_enabled", "explorer"]
 
@@ -50,8 +51,13 @@ def explorer(render, controls: dict, *, note: str | None = None,
     """
     if not callable(render):
         raise TypeError("render must be callable: render(**values) -> Figure")
-    if not isinstance(controls, dict) or not controls:
-        raise ValueError("controls must be a non-empty dict name -> widget")
+    if not isinstance(controls, dict):
+        raise TypeError(f"controls must be a dict name -> widget; got "
+                        f"{type(controls).__name__}")
+    if not controls:
+        raise ValueError("controls must be a non-empty dict name -> widget; "
+                         "got {}")
+    check_real("dpi", dpi, minimum=0, min_open=True)
     for name, ctrl in controls.items():
         if not hasattr(ctrl, "value"):
             raise TypeError(f"control {name!r} has no .value: pass an "

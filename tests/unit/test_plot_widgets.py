@@ -29,6 +29,15 @@ def test_image_grid_tiles_and_scales_each_image():
     plt.close("all")
     with pytest.raises(ValueError, match="images must be"):
         plot.image_grid(torch.ones(4, 4))
+    with pytest.raises(ValueError, match="nrow must be >= 1, got 0"):
+        plot.image_grid(imgs, nrow=0)
+    with pytest.raises(TypeError, match="nrow must be an integer"):
+        plot.image_grid(imgs, nrow=2.5)  # used to be truncated to 2
+    with pytest.raises(ValueError, match="pad must be >= 0, got -1"):
+        plot.image_grid(imgs, pad=-1)
+    ax = plot.image_grid(imgs, nrow=np.int64(2), pad=0)
+    assert ax.images[0].get_array().shape == (2 * 3, 3 * 2)
+    plt.close("all")
 
 
 def test_to_png_closes_the_figure():
@@ -36,6 +45,20 @@ def test_to_png_closes_the_figure():
     data = plot.to_png(fig)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert not plt.fignum_exists(fig.number)
+    fig, _ = plt.subplots()
+    with pytest.raises(ValueError, match="dpi must be a real number > 0, "
+                                         "got -1"):
+        plot.to_png(fig, dpi=-1)
+    with pytest.raises(TypeError, match="dpi must be a real number"):
+        plot.to_png(fig, dpi="90")
+    plt.close(fig)
+
+
+class _Fixed:
+    """A stand-in control: just a ``value``."""
+
+    def __init__(self, value):
+        self.value = value
 
 
 def _render(n=10):
@@ -74,5 +97,9 @@ def test_explorer_bad_input():
         widgets.explorer(3, {"n": 1})
     with pytest.raises(ValueError, match="non-empty"):
         widgets.explorer(_render, {})
+    with pytest.raises(TypeError, match="controls must be a dict"):
+        widgets.explorer(_render, [("n", 5)])
+    with pytest.raises(ValueError, match="dpi must be a real number > 0"):
+        widgets.explorer(_render, {"n": _Fixed(5)}, dpi=0, enabled=False)
     with pytest.raises(TypeError, match="has no .value"):
         widgets.explorer(_render, {"n": 5})
