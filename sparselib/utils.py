@@ -318,8 +318,8 @@ def check_tensor(name: str, value, *, ndim=None, floating: bool = False,
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if value.ndim not in allowed:
-            want = " or ".join(str(d) for d in allowed)
-            raise ValueError(f"{name} must be {want}-d, got shape "
+            want = " or ".join(f"{d}-d" for d in allowed)
+            raise ValueError(f"{name} must be {want}, got shape "
                              f"{tuple(value.shape)} ({value.ndim}-d)")
     if finite and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
@@ -375,12 +375,9 @@ def resolve_scale(scale: str | None = None) -> str:
     chosen = env if env else ("full" if scale is None else scale)
     source = f"environment variable {SCALE_ENV}" if env else "scale"
     if not isinstance(chosen, str):
-        raise TypeError(f"{source} must be a string, got {chosen!r}")
-    chosen = chosen.strip().lower()
-    if chosen not in SCALES:
-        raise ValueError(
-            f"{source} must be one of {', '.join(SCALES)}; got {chosen!r}")
-    return chosen
+        raise TypeError(f"{source} must be a string, one of "
+                        f"{', '.join(SCALES)}; got {chosen!r}")
+    return check_choice(source, chosen.strip().lower(), SCALES)
 
 
 def get_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -502,7 +499,10 @@ def glue(name: str, value, display: bool = False):
     Where myst-nb is not installed (Colab), this does nothing, so chapters
     run anywhere. Returns ``value``.
     """
-    if not isinstance(name, str) or not name.isidentifier():
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {name!r} "
+                        f"({type(name).__name__})")
+    if not name.isidentifier():
         raise ValueError(f"name must be an identifier-like string; got "
                          f"{name!r}")
     try:
@@ -522,9 +522,7 @@ def sci(x: float, digits: int = 1) -> str:
     ``{glue:md}`` and the format ``myst``. Chapter 1.
     """
     digits = check_int("digits", digits, minimum=0)
-    if not isinstance(x, numbers.Real) or isinstance(x, bool):
-        raise TypeError(f"x must be a real number, got {x!r}")
-    x = float(x)
+    x = check_real("x", x, allow_nan=True, allow_inf=True)
     if x == 0 or x != x or x in (float("inf"), float("-inf")):
         return f"${x:g}$" if x == x else "$\\mathrm{NaN}$"
     if 0.01 <= abs(x) < 1000:

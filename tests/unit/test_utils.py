@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import sparselib as sl
-from sparselib.utils import check_int, check_probability, progress_enabled
+from sparselib.utils import (check_choice, check_int, check_probability,
+                             check_real, check_same, check_tensor,
+                             progress_enabled)
 
 
 @pytest.fixture(autouse=True)
@@ -151,6 +153,162 @@ def test_check_probability():
         check_probability("rho", 0.0, open_low=True, open_high=True)
     with pytest.raises(TypeError, match="p"):
         check_probability("p", "0.5")
+
+
+def test_check_probability_takes_numpy_and_rejects_bool():
+    assert check_probability("p", np.float32(0.5)) == 0.5
+    assert check_probability("p", 1, open_low=True) == 1.0
+    with pytest.raises(TypeError, match="p must be a real number, got True"):
+        check_probability("p", True)
+    with pytest.raises(ValueError, match=r"p must be a real number in "
+                                         r"\[0, 1\), got 1\.0"):
+        check_probability("p", 1.0, open_high=True)
+
+
+@pytest.mark.parametrize("value,want", [
+    (3, 3.0), (0.25, 0.25), (np.float32(0.5), 0.5), (np.float64(-2.5), -2.5),
+    (np.int64(7), 7.0), (np.uint8(200), 200.0), (np.array(1.5), 1.5),
+    (torch.tensor(0.75), 0.75), (torch.tensor(4), 4.0),
+    (torch.tensor(0.5, dtype=torch.float64), 0.5)])
+def test_check_real_accepts_real_numbers(value, want):
+    got = check_real("lam", value)
+    assert got == want and type(got) is float
+
+
+@pytest.mark.parametrize("value", [
+    True, False, np.bool_(True), 1j, np.complex64(1), "0.1", None, [0.1],
+    torch.tensor([0.1]), torch.tensor(True), torch.tensor(1j),
+    np.array([1.0])])
+def test_check_real_rejects_other_kinds_with_type_error(value):
+    with pytest.raises(TypeError, match="lam must be a real number, got"):
+        check_real("lam", value)
+
+
+def test_check_real_nan_and_inf():
+    with pytest.raises(ValueError, match="lam must be a real number >= 0, "
+                                         "not NaN; got nan"):
+        check_real("lam", float("nan"), minimum=0)
+    with pytest.raises(ValueError, match="NaN"):
+        check_real("lam", np.float32("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        check_real("lam", torch.tensor(float("nan")))
+    assert np.isnan(check_real("x", float("nan"), allow_nan=True))
+    with pytest.raises(ValueError, match="x must be a finite real number, "
+                                         "got inf"):
+        check_real("x", float("inf"))
+    with pytest.raises(ValueError, match="got -inf"):
+        check_real("x", -np.inf, allow_nan=True)
+    assert check_real("x", float("inf"), allow_inf=True) == float("inf")
+    # an allowed infinity still obeys the bounds
+    with pytest.raises(ValueError, match="x must be a real number <= 1, "
+                                         "got inf"):
+        check_real("x", float("inf"), maximum=1, allow_inf=True)
+
+
+def test_check_real_bounds_open_and_closed():
+    # closed ends accept the end itself
+    assert check_real("t", 0, minimum=0) == 0.0
+    assert check_real("t", 1, maximum=1) == 1.0
+    assert check_real("t", 2, minimum=2, maximum=2) == 2.0
+    # open ends reject it, and the message names the argument, the
+    # interval and the value received
+    cases = [
+        (dict(minimum=0), -0.1, "lam must be a real number >= 0, got -0.1"),
+        (dict(minimum=0, min_open=True), 0.0,
+         "lam must be a real number > 0, got 0.0"),
+        (dict(maximum=1), 1.5, "lam must be a real number <= 1, got 1.5"),
+        (dict(maximum=1, max_open=True), 1,
+         "lam must be a real number < 1, got 1.0"),
+        (dict(minimum=0, maximum=1, min_open=True), 0,
+         "lam must be a real number in (0, 1], got 0.0"),
+        (dict(minimum=0, maximum=1, max_open=True), 1,
+         "lam must be a real number in [0, 1), got 1.0"),
+        (dict(minimum=-1, maximum=2.5), 3,
+         "lam must be a real number in [-1, 2.5], got 3.0"),
+    ]
+    for bounds, value, message in cases:
+        with pytest.raises(ValueError) as err:
+            check_real("lam", value, **bounds)
+        assert str(err.value) == message
+    assert check_real("lam", 1e-300, minimum=0, min_open=True) == 1e-300
+    assert check_real("lam", 0.999, maximum=1, max_open=True) == 0.999
+
+
+def test_check_int_rejects_numpy_bool_and_complex_tensor():
+    for bad in (np.bool_(True), torch.tensor(1j), torch.tensor(True)):
+        with pytest.raises(TypeError, match="k must be an integer"):
+            check_int("k", bad)
+    assert check_int("k", np.uint16(3), maximum=3) == 3
+
+
+def test_check_choice():
+    assert check_choice("kind", "mse", ("mse", "sum")) == "mse"
+    with pytest.raises(ValueError) as err:
+        check_choice("kind", "l1", ("mse", "sum"))
+    assert str(err.value) == "kind must be one of 'mse', 'sum'; got 'l1'"
+    for bad in (None, 1, b"mse", ["mse"]):
+        with pytest.raises(TypeError, match="kind must be a string, one of "
+                                            "'mse', 'sum'; got"):
+            check_choice("kind", bad, ("mse", "sum"))
+    with pytest.raises(ValueError, match="got 'MSE'"):  # exact, not folded
+        check_choice("kind", "MSE", ["mse"])
+
+
+def test_check_tensor():
+    x = torch.zeros(2, 3)
+    assert check_tensor("x", x, ndim=2, floating=True, finite=True) is x
+    assert check_tensor("x", x, ndim=(2, 3), dtype=torch.float32) is x
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got "
+                                        "ndarray"):
+        check_tensor("x", np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="x must be a floating-point tensor, "
+                                        "got dtype torch.int64"):
+        check_tensor("x", x.long(), floating=True)
+    with pytest.raises(TypeError, match="x must have dtype torch.float64, "
+                                        "got torch.float32"):
+        check_tensor("x", x, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"x must be 3-d, got shape \(2, 3\) "
+                                         r"\(2-d\)"):
+        check_tensor("x", x, ndim=3)
+    with pytest.raises(ValueError, match="x must be 1-d or 3-d"):
+        check_tensor("x", x, ndim=(1, 3))
+    x[1, 2] = float("nan")
+    check_tensor("x", x)  # values are read only when asked
+    with pytest.raises(ValueError, match="x contains NaN or infinite"):
+        check_tensor("x", x, finite=True)
+    with pytest.raises(ValueError, match="x contains NaN or infinite"):
+        check_tensor("x", torch.tensor([1.0, float("-inf")]), finite=True)
+
+
+def test_check_same():
+    x64 = torch.zeros(2, dtype=torch.float64)
+    D32 = torch.zeros(3)
+    check_same({"x": x64, "y": x64.clone(), "none": None})
+    check_same([("x", x64)])
+    check_same({})
+    with pytest.raises(TypeError) as err:
+        check_same({"x": x64, "D": D32})
+    msg = str(err.value)
+    assert msg == ("x and D must have the same dtype; got x: torch.float64, "
+                   "D: torch.float32")
+    check_same({"x": x64, "D": D32}, dtype=False)  # device only
+    with pytest.raises(ValueError, match="x and D must be on the same "
+                                         "device; got x on cpu, D on meta"):
+        check_same({"x": x64, "D": torch.zeros(2, dtype=torch.float64,
+                                              device="meta")})
+    with pytest.raises(TypeError, match="D must be a torch.Tensor"):
+        check_same({"x": x64, "D": [0.0]})
+
+
+def test_sci_and_glue_follow_the_contract():
+    assert sl.utils.sci(np.float32(0.5)) == "$0.5$"
+    assert sl.utils.sci(float("inf")) == "$inf$"
+    with pytest.raises(TypeError, match="x must be a real number"):
+        sl.utils.sci("0.5")
+    with pytest.raises(TypeError, match="x must be a real number"):
+        sl.utils.sci(True)
+    with pytest.raises(TypeError, match="name must be a string"):
+        sl.glue(3, 1)
 
 
 def test_progress_wraps_and_is_silent_at_quick_scale():
