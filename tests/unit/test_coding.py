@@ -439,3 +439,21 @@ def test_omp_gradients_match_finite_differences():
     D.requires_grad_(True)
     # the support is fixed for small perturbations, so the map is smooth
     assert torch.autograd.gradcheck(lambda x, D: C.omp(x, D, 3), (x, D))
+
+
+def test_loops_read_no_values_on_the_meta_device():
+    # a meta tensor has no values: any check that reads one (.item(),
+    # bool(), .any()) raises. The (F)ISTA loop without a tolerance and
+    # LISTA's forward must run on meta tensors.
+    x, D = random_problem(n_atoms=20, n_inputs=12, batch=5)
+    xm, Dm = x.to("meta"), D.to("meta")
+    lam = torch.full((20,), 0.1, dtype=x.dtype, device="meta")
+    a0 = torch.zeros(5, 20, dtype=x.dtype, device="meta")
+    for momentum in (False, True):
+        a, info = C._iterate(xm, Dm, lam, 30, 0.0, 0.5, False, a0,
+                             momentum, False)
+        assert a.device.type == "meta" and info.n_iter == 30
+    net = C.LISTA(D, 0.1, 4).to("meta")
+    assert net(xm).shape == (5, 20)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        bool(xm.sum() > 0)  # the premise: reading a meta value fails

@@ -144,6 +144,37 @@ def test_sparse_coding_on_cuda_matches_cpu():
     assert Dl.device.type == "cuda" and (Dl.norm(dim=1) <= 1 + 1e-6).all()
 
 
+def test_sparse_coding_checks_devices_and_loops_do_not_synchronise():
+    g = torch.Generator().manual_seed(1)
+    D = torch.randn(20, 12, generator=g)
+    D = D / D.norm(dim=1, keepdim=True)
+    x = torch.randn(5, 12, generator=g)
+    Dg, xg = D.cuda(), x.cuda()
+    # mixed devices: our ValueError naming both arguments
+    with pytest.raises(ValueError, match="x and D must be on the same "
+                                         "device; got x on cuda"):
+        sl.coding.fista(xg, D, 0.1)
+    with pytest.raises(ValueError, match="lam must be on the device of D"):
+        sl.coding.fista(xg, Dg, torch.full((20,), 0.1))
+    # a per-atom lam on the device gives the CPU result
+    lam = torch.full((20,), 0.1)
+    torch.testing.assert_close(
+        sl.coding.fista(xg, Dg, lam.cuda(), 100, tol=0).cpu(),
+        sl.coding.fista(x, D, lam, 100, tol=0))
+    # the FISTA loop and LISTA's forward wait for the device nowhere: the
+    # checks ran once, at the entry point
+    net = sl.coding.LISTA(Dg, lam.cuda(), 4)
+    a0 = torch.zeros(5, 20, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        sl.coding._iterate(xg, Dg, lam.cuda(), 50, 0.0, 0.5, False, a0,
+                           True, False)
+        net(xg)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_encoding_benchmark_on_cuda():
     g = torch.Generator().manual_seed(0)
     D = torch.randn(64, 32, generator=g)
