@@ -214,10 +214,11 @@ class SparseAutoencoder(nn.Module):
         """``(total, logs)`` for a batch ``x``.
 
         ``total = recon + beta * KL`` (or ``+ lam * L1``) ``+ weight_decay *
-        1/2 sum W^2 + aux_alpha * AuxK``. ``logs`` has the floats
-        ``recon``, ``penalty`` (unweighted), ``l0`` (mean active units) and,
-        when used, ``decay`` and ``aux``. In training mode it also updates
-        the dead-latent counters.
+        1/2 sum W^2 + aux_alpha * AuxK``. ``logs`` has ``recon``,
+        ``penalty`` (unweighted), ``l0`` (mean active units) and, when used,
+        ``decay`` and ``aux``, as detached 0-d tensors (read back by
+        :func:`sparselib.train.fit` once per epoch, not once per step). In
+        training mode it also updates the dead-latent counters.
         """
         z = self.preactivation(x)
         h = self.activate(z)
@@ -227,38 +228,49 @@ class SparseAutoencoder(nn.Module):
         pen = self.penalty(h)
         weight = {"kl": self.beta, "l1": self.lam}.get(self.sparsity, 0.0)
         total = rec + weight * pen
-        logs = {"recon": rec.item(), "penalty": pen.item(),
-                "l0": (h != 0).sum(dim=1).float().mean().item()}
+        logs = {"recon": rec.detach(), "penalty": pen.detach(),
+                "l0": (h != 0).sum(dim=1).float().mean().detach()}
         if self.weight_decay:
             dec = weight_decay(self)
             total = total + self.weight_decay * dec
-            logs["decay"] = dec.item()
+            logs["decay"] = dec.detach()
         if self.training and self.sparsity == "topk":
             with torch.no_grad():
                 fired = (h != 0).any(dim=0)
                 self.since_fired += x.shape[0]
-                self.since_fired[fired] = 0
+                self.since_fired.masked_fill_(fired, 0)
         if self.aux_k is not None:
             aux = self._aux_loss(z, x_hat, target)
             total = total + self.aux_alpha * aux
-            logs["aux"] = aux.item()
+            logs["aux"] = aux.detach()
         return total, logs
 
-    def _aux_loss(self, z, x_hat, target):
+    def _aux_loss(self, z, x_hat, target, host_count=None):
+        # host_count: count the dead units on the host (free on the CPU);
+        # off the CPU a fixed k and a mask avoid a read-back every step.
+        # Both give the same value and gradients (tests/unit).
+        if host_count is None:
+            host_count = z.device.type == "cpu"
         dead = self.dead_mask()
-        n_dead = int(dead.sum())
-        if n_dead == 0:
-            return z.new_zeros(())
-        k = min(self.aux_k, n_dead)
+        if host_count:
+            n_dead = int(dead.sum())
+            if n_dead == 0:
+                return z.new_zeros(())
+            k = min(self.aux_k, n_dead)
+        else:  # no host read per step: fixed k, then zeroed when none died
+            k = min(self.aux_k, z.shape[1])
         zd = z.masked_fill(~dead, float("-inf"))
         vals, idx = zd.topk(k, dim=1)
+        # a masked (alive) unit picked when fewer than k are dead gets
+        # relu(-inf) = 0, the same as not picking it
         h_aux = torch.zeros_like(z).scatter(1, idx, torch.relu(vals))
         # The decoder's linear part: decode(h) - decode(0).
         e_hat = self.decode(h_aux) - self.decode(torch.zeros_like(h_aux))
         e = (target - x_hat).detach()
         # normalized_mse without its value check (0 for a residual of
         # variance 0, e.g. a batch of one, instead of an error)
-        return _normalized_mse(e_hat.flatten(1), e.flatten(1))
+        aux = _normalized_mse(e_hat.flatten(1), e.flatten(1))
+        return aux if host_count else aux * dead.any()
 
     def n_parameters(self) -> int:
         """Number of trainable parameters."""

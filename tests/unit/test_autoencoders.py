@@ -230,3 +230,36 @@ def test_bad_input_shape():
         m(torch.rand(3, 783))
     with pytest.raises(ValueError, match=r"h must have shape \(batch, 16\)"):
         m.decode(torch.rand(3, 15))
+
+
+@pytest.mark.parametrize("n_dead", [0, 2, 4, 10])
+def test_auxk_without_a_host_count_equals_the_counted_one(n_dead):
+    """Off the CPU, AuxK avoids reading the dead count back every step
+    (fixed k, masked); its value and gradients equal the counted path's,
+    including with no dead unit (0) and fewer dead units than aux_k."""
+    torch.manual_seed(1)
+    m = SparseAutoencoder(16, 10, sparsity="topk", k=2, output=None,
+                          aux_k=4, dead_after=5)
+    m.since_fired[:n_dead] = 10
+    assert int(m.dead_mask().sum()) == n_dead
+    x = torch.rand(12, 16)
+    out = []
+    for host_count in (True, False):
+        m.zero_grad()
+        z = m.preactivation(x)
+        x_hat = m.decode(m.activate(z))
+        aux = m._aux_loss(z, x_hat, x, host_count=host_count)
+        if aux.requires_grad:
+            aux.backward()
+        out.append((aux.detach(), [
+            torch.zeros_like(p) if p.grad is None else p.grad.clone()
+            for p in m.parameters()]))
+    (a1, g1), (a2, g2) = out
+    if n_dead == 0:
+        assert a1 == 0 and a2 == 0
+    else:
+        assert a1 > 0
+    torch.testing.assert_close(a1, a2, rtol=0, atol=0)
+    assert len(g1) == len(g2)
+    for u, v in zip(g1, g2):
+        torch.testing.assert_close(u, v, rtol=0, atol=0)

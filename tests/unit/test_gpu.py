@@ -99,8 +99,8 @@ def test_classifiers_on_cuda_match_cpu(decoder):
     lg.backward()
     for pc, pg in zip(cpu.parameters(), gpu.parameters()):
         torch.testing.assert_close(pg.grad.cpu(), pc.grad)
-    sc = sl.classifiers.activity_stats(cpu.units, x, batch_size=3)
-    sg = sl.classifiers.activity_stats(gpu.units, x.cuda(), batch_size=3)
+    sc = sl.metrics.activity_stats(cpu.units, x, batch_size=3)
+    sg = sl.metrics.activity_stats(gpu.units, x.cuda(), batch_size=3)
     assert sg.avr == pytest.approx(sc.avr)
     torch.testing.assert_close(sg.lifetime, sc.lifetime, equal_nan=True)
 
