@@ -5,7 +5,7 @@ Every chapter does ``import sparselib as sl``. The modules, each with one
 purpose:
 
 ================  ===========================================================
-``utils``         scale, device and seed of a run (:func:`~sparselib.utils.setup`), checks
+``utils``         scale, device and seed of a run, argument checks
 ``sdr``           SDR theory: capacity, exact match probability, Monte Carlo
 ``codes``         local / dense / sparse codebooks, damage, recognition
 ``coding``        sparse coding: ISTA, FISTA, LISTA, dictionary learning

@@ -6,8 +6,9 @@ machine changes both sides alike. Each function returns a dict of what it
 measured; the repository's ``.ci/bench.py`` prints them from the command
 line.
 
-* :func:`encoding_vs_lars` -- batch sparse encoding: our :func:`~sparselib.coding.fista`
-  against ``sklearn.decomposition.sparse_encode(algorithm="lasso_lars")``,
+* :func:`encoding_vs_lars` -- batch sparse encoding: our
+  :func:`~sparselib.coding.fista` against scikit-learn's
+  ``sparse_encode(algorithm="lasso_lars")``,
   FISTA being timed with the iteration count it needs to reach LARS's
   objective within a relative ``rel`` (1e-4). That count is found in an
   untimed run that knows LARS's objective: a stopping rule no user has, so
@@ -16,8 +17,8 @@ line.
   :func:`~sparselib.coding.learn_dictionary` needs to reach the objective that
   ``MiniBatchDictionaryLearning`` reaches, against that estimator's time.
 
-Needs scikit-learn. Introduced in chapter 2 ("Sparse coding as
-optimisation").
+Needs scikit-learn. Introduced in the chapter "Sparse coding as
+optimisation".
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def encoding_vs_lars(x: torch.Tensor, D: torch.Tensor, lam: float, *,
     the ratio is a best case for FISTA), and that many iterations are then
     timed with ``tol=0``.
     Returns times (best of ``repeat``), the speed-up ``ratio =
-    t_sklearn / t_fista``, objectives and the iteration count. Chapter 2.
+    t_sklearn / t_fista``, objectives and the iteration count.
+    Chapter "Sparse coding as optimisation".
     """
     from sklearn.decomposition import sparse_encode
 
@@ -131,7 +133,7 @@ def dictionary_vs_minibatch(x: torch.Tensor, n_atoms: int, lam: float, *,
     epoch until its dictionary scores as well; its time excludes the
     scoring. Returns both times, ``ratio = t_ours / t_sklearn`` (goal: at
     most 1/5), the objectives and both dictionaries (``D_sklearn``,
-    ``D_ours``). Chapter 2.
+    ``D_ours``). Chapter "Sparse coding as optimisation".
     """
     from sklearn.decomposition import MiniBatchDictionaryLearning
 

@@ -53,8 +53,7 @@ def normal_init_(module: nn.Module, std: float = 0.1,
     Applies to every :class:`torch.nn.Linear`, :class:`torch.nn.Conv2d` and
     :class:`sparselib.layers.ConvDecoder` inside ``module``. With the
     defaults it is the initialisation of the source's code; the positive
-    bias starts every ReLU unit on. Chapter "Sparse activity in
-    classifiers".
+    bias starts every ReLU unit on. Chapter "Sparse activity in classifiers".
 
     Parameters
     ----------

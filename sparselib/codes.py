@@ -1,6 +1,6 @@
 """Local, dense and sparse binary codes: codebooks, damage and recognition.
 
-The simulations behind chapter 1 ("Neural codes"): build a codebook of
+The simulations of the chapter on neural codes: build a codebook of
 ``n_codes`` binary patterns of length ``n`` --
 
 * ``"local"``: one unit per item (one-hot; needs ``n_codes <= n``),
@@ -12,9 +12,10 @@ ask whether each damaged pattern is still recognised as the item it came from
 (:func:`recognise`: the stored pattern of largest overlap wins; exact ties are
 broken uniformly at random, so a pattern with no information left scores the
 chance level ``1 / n_codes``). :func:`union` ORs codes together, the set-like
-memory whose false positives chapter 1 measures.
+memory whose false positives that chapter measures.
 
-Codes are float tensors of 0/1, shape ``(n_codes, n)``.
+Codes are float tensors of 0/1, shape ``(n_codes, n)``. Introduced in the
+chapter "Neural codes".
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def codebook(kind: str, n_codes: int, n: int, a: int | None = None, *,
     ``"dense"`` (random, ``a = n // 2``) or ``"sparse"`` (random, ``a``
     required). Random patterns are drawn independently, so two items
     may share a pattern when ``C(n, a)`` is small: that is interference too.
-    Returns ``(n_codes, n)``. Chapter 1.
+    Returns ``(n_codes, n)``. Chapter "Neural codes".
     """
     check_choice("kind", kind, KINDS)
     n_codes = check_int("n_codes", n_codes, minimum=1)
@@ -73,7 +74,7 @@ def corrupt(codes: torch.Tensor, *, drop: float = 0.0, flip: float = 0.0,
 
     ``drop``: each active unit is silenced with this probability (dead
     neurons, failed synapses). ``flip``: each unit, active or not, is then
-    inverted with this probability (noise). Chapter 1.
+    inverted with this probability (noise). Chapter "Neural codes".
     """
     drop = check_probability("drop", drop)
     flip = check_probability("flip", flip)
@@ -103,7 +104,8 @@ def recognise(x: torch.Tensor, book: torch.Tensor, *,
     up to a term in ``|x|``. Exact ties are broken uniformly at random (a
     random offset below the smallest score step is added), so a vector that
     carries no information is recognised at chance. ``x`` is ``(batch, n)``,
-    ``book`` ``(n_codes, n)``; returns ``(batch,)`` int64. Chapter 1.
+    ``book`` ``(n_codes, n)``; returns ``(batch,)`` int64.
+    Chapter "Neural codes".
     """
     check_tensor("x", x)
     check_tensor("book", book)
@@ -120,7 +122,8 @@ def recognise(x: torch.Tensor, book: torch.Tensor, *,
 
 
 def union(codes: torch.Tensor) -> torch.Tensor:
-    """OR of binary codes ``(m, n)`` -> one code ``(n,)``. Chapter 1."""
+    """OR of binary codes ``(m, n)`` -> one code ``(n,)``.
+    Chapter "Neural codes"."""
     check_tensor("codes", codes)
     if codes.ndim != 2:
         raise ValueError(f"codes must be 2-d (m, n); got shape "

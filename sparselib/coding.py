@@ -22,7 +22,7 @@ keeps every atom in the unit ball (Olshausen & Field 1996; Mairal et al.
 Everything is batched, runs on the device of its inputs and is
 differentiable (autograd flows through the iterations) unless stated.
 
-Introduced in chapter 2 ("Sparse coding as optimisation").
+Introduced in the chapter "Sparse coding as optimisation".
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def soft_threshold(z: torch.Tensor, lam, nonneg: bool = False) -> torch.Tensor:
     constraint ``a >= 0``: ``max(z - lam, 0)``. ``lam`` is a number or a
     tensor broadcastable to ``z`` (one threshold per atom); its values are
     checked (>= 0, no NaN) on every call, so the solvers use an unchecked
-    copy in their loops. Chapter 2.
+    copy in their loops. Chapter "Sparse coding as optimisation".
     """
     check_tensor("z", z)
     lam = _check_lam(lam)
@@ -138,7 +138,7 @@ def objective(x: torch.Tensor, D: torch.Tensor, a: torch.Tensor,
     """``1/2 ||x - a D||^2 + lam ||a||_1`` for each sample: ``(batch,)``.
 
     scikit-learn's lasso objective for ``sparse_encode`` (per sample, no
-    division by n_inputs). Chapter 2.
+    division by n_inputs). Chapter "Sparse coding as optimisation".
     """
     check_tensor("x", x, ndim=2)
     check_tensor("D", D, ndim=2)
@@ -165,7 +165,8 @@ def lipschitz(D: torch.Tensor, n_iter: int = 300, tol: float = 1e-9,
     the smaller of ``D D^T`` and ``D^T D`` (same largest eigenvalue) until
     the estimate changes by less than ``tol`` (relative). The estimate
     approaches ``L`` from below, so the solvers take the step
-    ``1 / (STEP_SAFETY * lipschitz(D))``. Chapter 2.
+    ``1 / (STEP_SAFETY * lipschitz(D))``.
+    Chapter "Sparse coding as optimisation".
     """
     check_tensor("D", D, ndim=2)
     n_iter = check_int("n_iter", n_iter, minimum=1)
@@ -291,7 +292,8 @@ def ista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 1000, *,
     track : record the mean objective after every iteration.
     return_info : also return a :class:`SolverInfo`.
 
-    Daubechies, Defrise & De Mol (2004). Chapter 2.
+    Daubechies, Defrise & De Mol (2004).
+    Chapter "Sparse coding as optimisation".
     """
     return _solve(x, D, lam, n_iter, tol, step, nonneg, a0, False, track,
                   return_info)
@@ -304,7 +306,8 @@ def fista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 1000, *,
     """FISTA: ISTA with momentum ``t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2``.
 
     Same arguments and result as :func:`ista`; the objective gap falls as
-    O(1/k^2) instead of O(1/k). Beck & Teboulle (2009). Chapter 2.
+    O(1/k^2) instead of O(1/k). Beck & Teboulle (2009).
+    Chapter "Sparse coding as optimisation".
     """
     return _solve(x, D, lam, n_iter, tol, step, nonneg, a0, True, track,
                   return_info)
@@ -336,7 +339,8 @@ def omp(x: torch.Tensor, D: torch.Tensor, n_nonzero: int) -> torch.Tensor:
         (a chosen coefficient is exactly 0 only when ``x`` already lies in
         the span of the atoms chosen before it). Batched and on the device
         of ``x``; gradients flow to ``x`` and ``D`` through the least-squares
-        coefficients (the choice of atoms is discrete). Chapter 2.
+        coefficients (the choice of atoms is discrete).
+        Chapter "Sparse coding as optimisation".
     """
     _check_xD(x, D)
     n_atoms, n_inputs = D.shape
@@ -384,7 +388,8 @@ class LISTA(torch.nn.Module):
     converged codes of :func:`fista` (Gregor & LeCun 2010). With its initial
     weights, ``LISTA(D, lam, k)(x)`` equals ``ista(x, D, lam, k, tol=0)``
     (``L`` includes the factor ``STEP_SAFETY``).
-    Input ``(batch, n_inputs)``, output ``(batch, n_atoms)``. Chapter 2.
+    Input ``(batch, n_inputs)``, output ``(batch, n_atoms)``.
+    Chapter "Sparse coding as optimisation".
     """
 
     def __init__(self, D: torch.Tensor, lam, n_layers: int):
@@ -428,7 +433,7 @@ def project_atoms_(D: torch.Tensor) -> torch.Tensor:
     """Scale, in place, every atom (row) of norm > 1 back to norm 1.
 
     The projection onto the constraint set ``||d_j|| <= 1``; atoms inside
-    the ball are left alone. Returns ``D``. Chapter 2.
+    the ball are left alone. Returns ``D``.
     """
     norms = D.norm(dim=1, keepdim=True)
     D.div_(norms.clamp_min(1.0))
@@ -440,7 +445,7 @@ def init_dictionary(x: torch.Tensor, n_atoms: int, *, generator=None,
     """A starting dictionary ``(n_atoms, n_inputs)`` with unit-norm atoms.
 
     ``from_data``: randomly chosen inputs (normalised; zero rows replaced by
-    noise); otherwise Gaussian noise. Chapter 2.
+    noise); otherwise Gaussian noise. Chapter "Sparse coding as optimisation".
     """
     check_tensor("x", x, ndim=2, floating=True)
     n_atoms = check_int("n_atoms", n_atoms, minimum=1)
@@ -510,7 +515,8 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
         statistics average ever more batches and the dictionary settles.
         A number in [0, 1) is a fixed factor, which follows the latest
         batches: quick at first, but it levels off at a floor set by
-        mini-batch noise (measured in chapter 2). A callable
+        mini-batch noise (measured in the chapter "Sparse coding as
+        optimisation"). A callable
         ``forget(step) -> float`` in [0, 1] sets any other schedule, e.g.
         ``lambda t: forget_factor(t, rho=1)``.
     nonneg : constrain the codes to be non-negative (parts-based
@@ -519,7 +525,7 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
         stops the training. Its time is left out of ``history.seconds``.
 
     Returns ``(D, history)`` with ``D`` ``(n_atoms, n_inputs)`` and a
-    :class:`DictionaryHistory`. Chapter 2.
+    :class:`DictionaryHistory`. Chapter "Sparse coding as optimisation".
     """
     import time
 
@@ -615,7 +621,8 @@ def forget_factor(step: int, rho: float = 10.0) -> float:
     dictionaries fade quickly, while the memory still grows without bound
     and the factor tends to 1. ``rho = 0`` weighs all the batches seen
     alike; ``rho = 1`` weighs batch ``s`` of ``t`` by ``s / t``, as
-    scikit-learn's ``MiniBatchDictionaryLearning`` does at first. Chapter 2.
+    scikit-learn's ``MiniBatchDictionaryLearning`` does at first.
+    Chapter "Sparse coding as optimisation".
     """
     step = check_int("step", step, minimum=0)
     rho = check_real("rho", rho, minimum=0)
@@ -625,7 +632,8 @@ def forget_factor(step: int, rho: float = 10.0) -> float:
 def atom_recovery(D_learned: torch.Tensor, D_true: torch.Tensor) -> float:
     """Mean over true atoms of the best ``|cosine|`` with any learned atom.
 
-    1 when every true atom is found (up to sign and scale). Chapter 2.
+    1 when every true atom is found (up to sign and scale).
+    Chapter "Sparse coding as optimisation".
     """
     check_tensor("D_learned", D_learned, floating=True)
     check_tensor("D_true", D_true, floating=True)

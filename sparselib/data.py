@@ -11,7 +11,8 @@ project's ``shared/data`` folder.
 Images come back as float32 in [0, 1], shape ``(N, 1, 28, 28)`` (or
 ``(N, 784)`` with ``flatten=True``), labels as int64 ``(N,)``.
 
-Introduced in chapter 1; used by every chapter that trains on images.
+Introduced in the chapter "Sparse coding as optimisation"; used by every
+chapter that trains on images.
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def load_mnist(split: str = "train", *, root=None, download="auto",
                flatten: bool = False, limit: int | None = None, device=None):
     """MNIST as ``(x, y)``; see :func:`load_images` for the arguments.
 
-    Part of the book's spine (tested with it); used by the chapters that
-    train on images.
+    Used by the chapters that train on images.
+    Chapter "Sparse coding as optimisation".
     """
     return load_images("MNIST", split, root=root, download=download,
                        flatten=flatten, limit=limit, device=device)
@@ -169,7 +170,8 @@ def loader(*tensors: torch.Tensor, batch_size: int = 64, shuffle: bool = True,
            generator: torch.Generator | None = None, drop_last: bool = False):
     """A :class:`torch.utils.data.DataLoader` over in-memory tensors.
 
-    All tensors must have the same first dimension. Chapter 1.
+    All tensors must have the same first dimension.
+    Chapter "Sparse autoencoders".
     """
     if not tensors:
         raise ValueError("loader() needs at least one tensor")
@@ -201,7 +203,8 @@ def natural_images(names=NATURAL_IMAGES) -> list:
 
     From the images that scikit-image and scikit-learn ship (no download):
     see :data:`NATURAL_IMAGES`. Colour images are converted with the
-    ITU-R 601 luma weights. ``names`` may also be a single name. Chapter 2.
+    ITU-R 601 luma weights. ``names`` may also be a single name.
+    Chapter "Sparse coding as optimisation".
     """
     import numpy as np
 
@@ -234,7 +237,7 @@ def whiten_image(img, f0: float = 0.4):
     ramp ``f`` flattens the roughly ``1/f`` amplitude spectrum of natural
     images; the exponential removes the highest, noisiest frequencies.
     Returns an array of the same shape with zero mean and unit variance.
-    Chapter 2.
+    Chapter "Sparse coding as optimisation".
     """
     import numpy as np
 
@@ -260,7 +263,8 @@ def natural_patches(size: int = 8, n_patches: int = 10_000, *,
     Each image is whitened (:func:`whiten_image`) unless ``whiten=False``;
     patches are cut at random positions (``generator`` makes it repeatable),
     their means removed, and the whole set scaled to unit variance per
-    pixel. Returns ``(n_patches, size * size)``. Chapter 2.
+    pixel. Returns ``(n_patches, size * size)``.
+    Chapter "Sparse coding as optimisation".
     """
     import numpy as np
 

@@ -204,8 +204,7 @@ def topk_relu(z: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class TopK(nn.Module):
-    """:func:`topk_relu` as a module, for ``nn.Sequential``. Chapter
-    "Sparse autoencoders"."""
+    """:func:`topk_relu` as a module, for ``nn.Sequential``."""
 
     def __init__(self, k: int):
         super().__init__()
@@ -246,8 +245,8 @@ class ConvDecoder(nn.Module):
     norm at most ``max_norm`` in the forward pass, as
     ``W / max(1, norm(W_atom) / max_norm)``. Seed 001 clips its decoders
     too, so that an L1 penalty on the features cannot be dodged by
-    shrinking them and growing the decoder. Chapter "Sparse activity in
-    classifiers".
+    shrinking them and growing the decoder.
+    Chapter "Sparse activity in classifiers".
 
     Parameters
     ----------

@@ -85,6 +85,7 @@ def normalized_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     ``mean(x)`` is the mean example of the batch. Needs at least two
     different examples (checked: this reads a value, so training loops
     use :func:`_normalized_mse`). (Gao et al. 2024.)
+    Chapter "Sparse autoencoders".
     """
     _check_pair(x_hat, x)
     den = (x - x.mean(dim=0, keepdim=True)).pow(2).sum()
@@ -115,7 +116,10 @@ def _check_h(h):
 
 
 def l1_activity(h: torch.Tensor) -> torch.Tensor:
-    """``sum_j |h_j|`` averaged over the batch: the L1 activity penalty."""
+    """``sum_j |h_j|`` averaged over the batch: the L1 activity penalty.
+
+    Chapter "Sparse activity in classifiers".
+    """
     _check_h(h)
     return h.abs().sum(dim=1).mean()
 
@@ -131,6 +135,7 @@ def kl_bernoulli(rho: float, rho_hat: torch.Tensor) -> torch.Tensor:
     ``rho_hat`` is checked (this reads its values, so a training loop whose
     ``rho_hat`` lies in [0, 1] by construction calls the unchecked
     ``_kl_bernoulli``).
+    Chapter "Sparse autoencoders".
     """
     rho = check_probability("rho", rho, open_low=True, open_high=True)
     if not isinstance(rho_hat, torch.Tensor):
@@ -155,6 +160,7 @@ def kl_sparsity(h: torch.Tensor, rho: float) -> torch.Tensor:
 
     ``h`` ``(batch, n_units)`` are activations in [0, 1] (sigmoid units).
     UFLDL's sparsity penalty, to be weighted by ``beta``.
+    Chapter "Sparse autoencoders".
     """
     _check_h(h)
     return kl_bernoulli(rho, h.mean(dim=0)).sum()

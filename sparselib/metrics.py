@@ -264,8 +264,8 @@ def activity_stats(units, x: torch.Tensor, batch_size: int = 500,
     and :func:`lifetime_sparsity` on the whole ``(n, n_units)`` matrix,
     without ever holding it: per-unit sums of ``1[|h| > eps]``, ``|h|`` and
     ``h^2`` are accumulated in float64, and the lifetime sparsity is the
-    same Treves-Rolls formula on their means. Chapter "Sparse activity in
-    classifiers".
+    same Treves-Rolls formula on their means.
+    Chapter "Sparse activity in classifiers".
 
     Parameters
     ----------

@@ -5,7 +5,7 @@ chapter's set-up cell); :data:`CODE_COLORS` gives local, dense and sparse
 codes the same colour in every chapter. Helpers take ``ax=None`` (a new
 figure is made when absent), return the Axes and never call ``plt.show()``.
 
-Introduced in chapter 1; used by every chapter.
+Introduced in the chapter "Neural codes"; used by every chapter.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ _STYLE = {
 
 
 def set_style() -> None:
-    """Apply the book's matplotlib style (idempotent). Chapter 1."""
+    """Apply the book's matplotlib style (idempotent).
+    Chapter "Neural codes"."""
     mpl.rcParams.update(_STYLE)
 
 
@@ -65,7 +66,7 @@ def image_grid(images, nrow: int | None = None, *, ax=None, cmap="gray",
 
     Each image is scaled to its own range (``symmetric=True``: to
     ``[-max|x|, max|x|]``, for filters whose sign matters). Returns the Axes.
-    Chapter 1.
+    Chapter "Sparse coding as optimisation".
     """
     nrow = None if nrow is None else check_int("nrow", nrow, minimum=1)
     pad = check_int("pad", pad, minimum=0)

@@ -16,7 +16,7 @@ Nothing overflows, and nothing underflows to zero unless the true value is
 below the smallest float (~5e-324); :func:`log_match_probability` returns the
 natural logarithm, which never underflows.
 
-Introduced in chapter 1 ("Neural codes").
+Introduced in the chapter "Neural codes".
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _match_fraction(n: int, a: int, s: int, theta: int) -> Fraction:
 
 
 def match_probability(n: int, a: int, s: int, theta: int) -> float:
-    """Probability that a random ``a``-of-``n`` vector matches a stored pattern.
+    """Probability that a random ``a``-of-``n`` vector matches a pattern.
 
     Parameters
     ----------
@@ -85,11 +85,12 @@ def match_probability(n: int, a: int, s: int, theta: int) -> float:
     float
         ``sum_{b>=theta} C(s, b) C(n-s, a-b) / C(n, a)``, computed exactly and
         rounded once (``0.0`` when ``theta > min(s, a)``; ``1.0`` when
-        ``theta == 0``). Equal to ``scipy.stats.hypergeom(n, s, a).sf(theta-1)``.
+        ``theta == 0``). Equal to
+        ``scipy.stats.hypergeom(n, s, a).sf(theta - 1)``.
 
     Raises ``TypeError`` for non-integer sizes and ``ValueError`` for negative
     sizes, ``a > n`` or ``s > n``. Reference: Ahmad & Scheinkman (2019), eq. 2.
-    Chapter 1.
+    Chapter "Neural codes".
     """
     n, a, s, theta = _check_nasth(n, a, s, theta)
     return float(_match_fraction(n, a, s, theta))
@@ -98,7 +99,8 @@ def match_probability(n: int, a: int, s: int, theta: int) -> float:
 def log_match_probability(n: int, a: int, s: int, theta: int) -> float:
     """Natural log of :func:`match_probability`, exact and free of underflow.
 
-    Returns ``-inf`` where the probability is exactly zero. Chapter 1.
+    Returns ``-inf`` where the probability is exactly zero.
+    Chapter "Neural codes".
     """
     n, a, s, theta = _check_nasth(n, a, s, theta)
     frac = _match_fraction(n, a, s, theta)
@@ -115,7 +117,7 @@ def capacity_bits(n, a):
     result is a ``float`` or a NumPy array. Exact: the binomial coefficient is
     a Python integer before its logarithm is taken. A local (one-hot) code
     has ``log2 n`` bits; a code free to use any of the ``2^n`` patterns has
-    ``n``. Chapter 1.
+    ``n``. Chapter "Neural codes".
     """
     n_arr, a_arr = np.broadcast_arrays(np.asarray(n), np.asarray(a))
     if n_arr.dtype.kind not in "iu" or a_arr.dtype.kind not in "iu":
@@ -137,7 +139,7 @@ def random_sdr(batch: int, n: int, a: int, *, generator=None,
     Returns a tensor of shape ``(batch, n)`` with entries 0/1 of ``dtype``;
     the active positions of each row are a uniformly random ``a``-subset.
     ``generator`` (a :class:`torch.Generator` on ``device``) makes it
-    repeatable. Chapter 1.
+    repeatable. Chapter "Neural codes".
     """
     batch = check_int("batch", batch, minimum=0)
     n = check_int("n", n, minimum=1)
@@ -155,7 +157,7 @@ def overlap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Overlaps (shared active bits) of binary codes: ``x @ y.T``.
 
     ``x`` is ``(batch_x, n)`` and ``y`` is ``(batch_y, n)``; the result is
-    ``(batch_x, batch_y)``. Chapter 1.
+    ``(batch_x, batch_y)``. Chapter "Neural codes".
     """
     check_tensor("x", x)
     check_tensor("y", y)
@@ -172,7 +174,7 @@ def overlap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def expected_overlap(n: int, a: int, b: int | None = None) -> float:
     """Mean overlap ``a * b / n`` of random ``a``- and ``b``-of-``n`` codes.
 
-    (The mean of the hypergeometric distribution.) Chapter 1.
+    (The mean of the hypergeometric distribution.)
     """
     n = check_int("n", n, minimum=1)
     a = check_int("a", a, minimum=0, maximum=n)
@@ -182,13 +184,15 @@ def expected_overlap(n: int, a: int, b: int | None = None) -> float:
 
 def match_probability_mc(n: int, a: int, s: int, theta: int,
                          n_trials: int = 100_000, *, generator=None,
-                         device=None, chunk: int = 8192) -> tuple[float, float]:
+                         device=None,
+                         chunk: int = 8192) -> tuple[float, float]:
     """Monte Carlo estimate of :func:`match_probability`, with its std. error.
 
     Draws one random stored pattern of ``s`` bits and ``n_trials`` random
     vectors of ``a`` bits (as explicit binary vectors, in chunks), and counts
     the overlaps of at least ``theta``. Returns ``(estimate, standard_error)``
-    with ``standard_error = sqrt(p (1 - p) / n_trials)``. Chapter 1.
+    with ``standard_error = sqrt(p (1 - p) / n_trials)``.
+    Chapter "Neural codes".
     """
     n, a, s, theta = _check_nasth(n, a, s, theta)
     n_trials = check_int("n_trials", n_trials, minimum=1)
@@ -227,7 +231,7 @@ def union_size_distribution(n: int, a: int, m: int) -> np.ndarray:
     Exact up to float rounding: codes are added one at a time, and a new
     code lights ``k`` new bits with the hypergeometric probability
     ``C(n - u, k) C(u, a - k) / C(n, a)`` (in log space). Sizes whose
-    probability is below 1e-30 of the largest are dropped. Chapter 1.
+    probability is below 1e-30 of the largest are dropped.
     """
     n = check_int("n", n, minimum=1)
     a = check_int("a", a, minimum=0, maximum=n)
@@ -254,7 +258,7 @@ def union_match_probabilities(n: int, a: int, ms, theta: int | None = None
     The union-size distribution is grown one code at a time up to
     ``max(ms)``, and the false-positive rate read off at each requested
     ``m``; once it exceeds ``1 - 1e-12`` (a saturated union) the rest are 1.
-    Returns an array shaped like ``ms``. Chapter 1.
+    Returns an array shaped like ``ms``. Chapter "Neural codes".
     """
     from scipy.stats import hypergeom
 
@@ -299,7 +303,7 @@ def union_match_probability(n: int, a: int, m: int,
     ``U`` from :func:`union_size_distribution`. With ``exact=False`` the
     union size is replaced by its mean ``n (1 - (1 - a/n)^m)`` -- the usual
     back-of-envelope estimate (Ahmad & Hawkins 2016), which underestimates
-    the rate where it starts to rise. Chapter 1.
+    the rate where it starts to rise. Chapter "Neural codes".
     """
     n = check_int("n", n, minimum=1)
     a = check_int("a", a, minimum=0, maximum=n)

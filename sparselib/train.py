@@ -443,8 +443,7 @@ def steps_to_reach(history: History, key: str, target: float):
     """First evaluation step at which ``history.eval[key] >= target``.
 
     "How many iterations to 98 % test accuracy" is how the classifier
-    chapter compares learning speed. Chapter "Sparse activity in
-    classifiers".
+    chapter compares learning speed. Chapter "Sparse activity in classifiers".
 
     Parameters
     ----------

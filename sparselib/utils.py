@@ -13,7 +13,7 @@ Every chapter notebook starts with the same three decisions:
   also asks torch for deterministic kernels.
 
 :func:`setup` does all three and returns a :class:`RunConfig`. Introduced in
-chapter 1 ("Neural codes"); used by every chapter.
+the chapter "Neural codes"; used by every chapter.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def progress(iterable, desc: str | None = None, total: int | None = None,
     """``iterable`` wrapped in a tqdm progress bar (silent at quick scale).
 
     For the long loops of a chapter: ``for m in sl.progress(ms, "unions")``.
-    ``enabled`` as in :func:`progress_enabled`. Chapter 1.
+    ``enabled`` as in :func:`progress_enabled`. Chapter "Neural codes".
     """
     from tqdm.auto import tqdm
 
@@ -471,6 +471,7 @@ def setup(scale: str | None = None, seed: int = 0, device="auto",
     ``cfg = sl.setup(SCALE, SEED, DEVICE)``; ``print(cfg)`` then records in
     the notebook's output which scale produced it (the freshness test reads
     that line). Progress bars are silenced at quick scale.
+    Chapter "Neural codes".
     """
     global _CURRENT_SCALE
     resolved = resolve_scale(scale)
@@ -497,7 +498,7 @@ def glue(name: str, value, display: bool = False):
 
     The prose then says ``{glue:text}`name:.2f``` instead of a typed number.
     Where myst-nb is not installed (Colab), this does nothing, so chapters
-    run anywhere. Returns ``value``.
+    run anywhere. Returns ``value``. Chapter "Neural codes".
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {name!r} "
@@ -519,7 +520,7 @@ def sci(x: float, digits: int = 1) -> str:
     ``sci(0.00123)`` is ``$1.2 \\times 10^{-3}$``; numbers between 0.01 and
     1000 are written plainly, 0 as ``$0$``. Glue it as Markdown
     (``sl.glue(name, Markdown(sl.sci(p)))``) and show it with the role
-    ``{glue:md}`` and the format ``myst``. Chapter 1.
+    ``{glue:md}`` and the format ``myst``. Chapter "Neural codes".
     """
     digits = check_int("digits", digits, minimum=0)
     x = check_real("x", x, allow_nan=True, allow_inf=True)

@@ -11,7 +11,7 @@ the explorer with its default figure even without a kernel.
 Set ``SPARSELIB_WIDGETS=0`` (the test runs do) and :func:`explorer` only
 draws the default figure once, as a plain image, creating no widget at all.
 
-Introduced in chapter 1.
+Introduced in the chapter "Neural codes".
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def explorer(render, controls: dict, *, note: str | None = None,
     widgets enabled, returns a ``VBox`` (controls, note, image) to display;
     otherwise renders the default once and returns an
     :class:`IPython.display.Image`. The callback is ``box.refresh()``, which
-    tests can call. Chapter 1.
+    tests can call. Chapter "Neural codes".
     """
     if not callable(render):
         raise TypeError("render must be callable: render(**values) -> Figure")
