@@ -5,8 +5,7 @@ process, never as absolute numbers checked by tests. :func:`median_time`
 runs a function a few times after a warm-up and returns the median, and on
 a CUDA device synchronises so that queued kernels are counted.
 
-Introduced in the chapter "Sparse autoencoders"; the chapter on what
-sparsity costs in time builds on it.
+Introduced in the chapter "Sparse autoencoders".
 """
 
 from __future__ import annotations
