@@ -28,11 +28,14 @@ from sparselib (``sl.coding.fista``, ``sl.setup``, ``from sparselib.x import
 y``) are followed statically through the library: a function reaches the
 module-level functions, classes and constants its body names (also through
 ``from .m import f`` and ``m.f``), a class reaches its bases and everything
-its methods name, and every definition reaches its module's import-time
-statements. Each reached definition is hashed by its syntax tree without
-docstrings (comments never reach the tree), so a chapter goes stale when the
-code of something it reaches changes, and not when an unrelated function in
-the same module, a docstring or a comment does.
+its methods name, a name bound by an absolute import (``import numpy as
+np``) is reached with the code that uses it, and every notebook reaches the
+import-time statements of every module (``import sparselib`` runs them
+all). Each reached definition is hashed by its source as ``ast.unparse``
+writes it without docstrings (comments never reach the tree; the text does
+not depend on the Python version), so a chapter goes stale when the code of
+something it reaches changes, and not when an unrelated function in the
+same module, a docstring or a comment does.
 
 Needs papermill and nbformat (the ``test`` or ``book`` extra).
 """
@@ -58,6 +61,8 @@ PROVENANCE_KEY = "sparse_book"
 #: Quick-scale budget of one notebook, seconds on two CPU cores (the
 #: goldens record their run time; tests/notebooks enforces this).
 QUICK_BUDGET_S = 40.0
+#: Full-scale budget of one notebook, seconds on two CPU cores.
+FULL_BUDGET_S = 15 * 60.0
 # Per-cell time limits (seconds): a stalled cell fails instead of hanging.
 # Paper scale is meant for a GPU; on a CPU one of its cells can run for
 # over an hour, so it gets six hours.
@@ -149,10 +154,14 @@ def _strip_docstrings(tree):
 
 
 def _node_hash(nodes) -> str:
+    """Hash of the code of ``nodes``: their source as ``ast.unparse``
+    writes it, docstrings left out (comments never reach the tree). Unlike
+    ``ast.dump``, that text does not change with the Python version."""
     h = hashlib.sha256()
     for node in nodes:
         tree = _strip_docstrings(copy.deepcopy(node))
-        h.update(ast.dump(tree, include_attributes=False).encode())
+        h.update(ast.unparse(tree).encode())
+        h.update(b"\0")
     return h.hexdigest()[:16]
 
 
@@ -207,8 +216,16 @@ class LibraryIndex:
                         continue
                     for name in names:
                         defs.setdefault(name, []).append(node)
+                elif isinstance(node, ast.ImportFrom) and node.level:
+                    continue  # within sparselib: resolution, not code
                 elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                    continue  # resolution, not code
+                    # ``import numpy as np``: the names it binds are
+                    # definitions of this module, reached by the code
+                    # that uses them (``import cmath as math`` changes
+                    # what ``math.sqrt`` means)
+                    for alias in node.names:
+                        name = (alias.asname or alias.name).split(".")[0]
+                        defs.setdefault(name, []).append(node)
                 elif isinstance(node, ast.Expr) and isinstance(
                         node.value, ast.Constant):
                     continue  # the module docstring
@@ -292,15 +309,18 @@ class LibraryIndex:
 
 
 def notebook_roots(nb, index: LibraryIndex) -> set[str]:
-    """The sparselib definitions a notebook's code names directly."""
+    """The sparselib definitions a notebook's code names directly, and
+    the import-time code of every module (``import sparselib`` imports
+    them all, so that code runs for every notebook)."""
     code = "\n".join(code_cells(nb))
     aliases = {"sparselib", "sl"} | set(re.findall(
         r"^\s*import\s+sparselib\s+as\s+(\w+)", code, re.M))
-    roots: set[str] = set()
+    roots: set[str] = {f"{mod}.{_INIT}" for mod, defs in
+                        index.modules.items() if _INIT in defs}
     pattern = r"\b(?:%s)\.(\w+)(?:\s*\.\s*(\w+))?" % "|".join(
         sorted(aliases))
-    from_imports = (r"^\s*from\s+sparselib(?:\.(\w+))?\s+import\s+"
-                    r"\(?([\w\s,]+)")
+    from_imports = (r"^[ \t]*from[ \t]+sparselib(?:\.(\w+))?[ \t]+"
+                    r"import[ \t]+(\([^)]*\)|[\w \t,*]+)")
     attribute_code = re.sub(from_imports, "", code, flags=re.M)
     for first, second in re.findall(pattern, attribute_code):
         sub = index.module_of("", first) or (
@@ -313,7 +333,11 @@ def notebook_roots(nb, index: LibraryIndex) -> set[str]:
         else:
             roots |= index.resolve("", first)
     for mod, names in re.findall(from_imports, code, re.M):
-        for item in names.split(","):
+        if names.strip() == "*":  # a star import: all of it
+            roots |= {k for k in index.hashes
+                      if not mod or k.split(".")[0] == mod}
+            continue
+        for item in names.strip("()").split(","):
             name = item.strip().split(" as ")[0].strip()
             if not name:
                 continue
@@ -376,6 +400,9 @@ def run_notebook(notebook: Path, scale: str, output: Path | None = None, *,
             ROOT / "_runs" / scale / notebook.name
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
+    # executed into a temporary file beside the output, which replaces the
+    # output only when every cell ran: a failed run leaves it alone
+    partial = output.with_name(f".{output.stem}.running{output.suffix}")
     inject = (scale != "full") if inject is None else inject
     widgets = (scale == "full") if widgets is None else widgets
     env = {"SPARSELIB_SCALE": scale, "SPARSELIB_WIDGETS": "1" if widgets
@@ -388,7 +415,7 @@ def run_notebook(notebook: Path, scale: str, output: Path | None = None, *,
     start = time.perf_counter()
     try:
         pm.execute_notebook(
-            str(notebook), str(output),
+            str(notebook), str(partial),
             parameters={"SCALE": scale} if inject else None,
             kernel_name="python3", cwd=str(notebook.parent),
             execution_timeout=CELL_TIMEOUT[scale], progress_bar=progress,
@@ -400,7 +427,7 @@ def run_notebook(notebook: Path, scale: str, output: Path | None = None, *,
             else:
                 os.environ[k] = v
     elapsed = time.perf_counter() - start
-    nb = nbformat.read(str(output), as_version=4)
+    nb = nbformat.read(str(partial), as_version=4)
     _clean_metadata(nb)
     nb.metadata[PROVENANCE_KEY] = {
         "scale": scale,
@@ -412,7 +439,8 @@ def run_notebook(notebook: Path, scale: str, output: Path | None = None, *,
         .strftime("%Y-%m-%dT%H:%M:%SZ"),
         "python": sys.version.split()[0],
     }
-    nbformat.write(nb, str(output))
+    nbformat.write(nb, str(partial))
+    os.replace(partial, output)
     return output
 
 

@@ -6,10 +6,8 @@ by construction, and a copy of the real sparselib edited in places whose
 dependants are stated by hand (which chapters name or reach what).
 """
 
-import os
 import shutil
 import textwrap
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -86,6 +84,26 @@ def test_library_change_is_stale_and_named(tmp_path):
     assert "sdr.expected_overlap" in msg
 
 
+def test_injected_parameters_cell_is_stale(tmp_path):
+    nb = run_nb()
+    injected = new_code_cell('SCALE = "quick"', execution_count=None)
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(0, injected)
+    assert "injected-parameters" in " ".join(check(nb, tmp_path))
+
+
+def test_no_reach_record_is_stale(tmp_path):
+    nb = run_nb()
+    del nb.metadata[booktool.PROVENANCE_KEY]["sparselib_reached"]
+    assert "older provenance format" in " ".join(check(nb, tmp_path))
+
+
+def test_no_scale_line_is_stale(tmp_path):
+    nb = run_nb()
+    nb.cells[-1].outputs = []
+    assert "scale=full" in " ".join(check(nb, tmp_path))
+
+
 def test_missing_provenance(tmp_path):
     nb = run_nb()
     del nb.metadata[booktool.PROVENANCE_KEY]
@@ -105,7 +123,7 @@ def test_injected_parameters_are_not_code():
 
 PKG = {
     "__init__.py": """
-        from . import a, b, shapes
+        from . import a, b, numeric, shapes
         from .b import helper
         __all__ = ["a", "b", "helper"]
         """,
@@ -139,6 +157,12 @@ PKG = {
         def lazy(x):
             from .a import unused as u
             return u(x)
+        ''',
+    "numeric.py": '''
+        import math
+
+        def root(x):
+            return math.sqrt(x)
         ''',
     "shapes.py": '''
         from .b import deep
@@ -186,6 +210,14 @@ def test_reach_follows_calls_imports_and_constants(tmp_path):
         "shapes.Square", "shapes.Base"}
     assert reach("import sparselib as s2\ns2.shapes.Other()", pkg) == {
         "shapes.Other", "b.deep"}
+    # several lines: a from-import does not swallow the next line
+    assert reach("from sparselib.b import helper\nsl.a.via_module(1)",
+                 pkg) == {"b.helper", "a.via_module"}
+    assert reach("from sparselib.b import (\n    helper,\n    deep)\n",
+                 pkg) == {"b.helper", "b.deep"}
+    # an absolute import is part of the code that uses it
+    assert reach("sl.numeric.root(4)", pkg) == {"numeric.root",
+                                                 "numeric.math"}
 
 
 def edited(pkg, module, old, new):
@@ -211,6 +243,13 @@ def hashes(code, pkg):
     ("shapes.py", "return 0", "return 0.0", {"square"}),
     # a constant the function names
     ("a.py", "LIMIT = 3", "LIMIT = 4", {"top"}),
+    # what an absolute import binds, for the code that uses it
+    ("numeric.py", "import math", "import cmath as math", {"root"}),
+    # code run at import runs for every notebook (import sparselib
+    # imports every module)
+    ("b.py", "def middle(x):", "STATE = []\nSTATE.append(1)\n\n\n"
+     "def middle(x):", {"top", "helper", "square", "square_other",
+                        "root"}),
     # docstrings and comments are not code
     ("a.py", '"""Top: reaches', '"""Top (edited): reaches', set()),
     ("a.py", "# nothing calls this", "# still nothing calls this", set()),
@@ -219,6 +258,7 @@ def test_an_edit_stales_exactly_the_notebooks_that_reach_it(
         tmp_path, module, old, new, stale):
     pkg = write_pkg(tmp_path)
     notebooks = {"top": "sl.a.top(1)", "helper": "sl.helper(1)",
+                 "root": "sl.numeric.root(4)",
                  "square": "sl.shapes.Square(2).area()",
                  "square_other": "sl.shapes.Other().area()"}
     before = {k: hashes(c, pkg) for k, c in notebooks.items()}
@@ -297,22 +337,3 @@ def test_a_method_of_an_instantiated_class_stales_its_chapters(
     assert stale_chapters(library_copy) == {
         "01-kl-sparse-autoencoder", "02-linear-vs-ndlinear",
         "03-topk-and-trade-offs"}
-
-
-def test_run_notebook_restores_the_callers_scale(tmp_path, monkeypatch):
-    """The runner sets SPARSELIB_SCALE for the kernel and puts the caller's
-    value back afterwards (it once removed it)."""
-    nb = new_notebook(cells=[new_code_cell(
-        "import os\nprint('scale=' + os.environ['SPARSELIB_SCALE'])")])
-    src = tmp_path / "t.ipynb"
-    nbformat.write(nb, str(src))
-    monkeypatch.setenv("SPARSELIB_SCALE", "paper")
-    out = booktool.run_notebook(src, "quick", tmp_path / "out.ipynb",
-                                inject=False, progress=False)
-    assert os.environ["SPARSELIB_SCALE"] == "paper"
-    ran = nbformat.read(str(out), as_version=4)
-    assert "scale=quick" in ran.cells[0].outputs[0]["text"]
-    monkeypatch.delenv("SPARSELIB_SCALE")
-    booktool.run_notebook(src, "quick", tmp_path / "out.ipynb",
-                          inject=False, progress=False)
-    assert "SPARSELIB_SCALE" not in os.environ

@@ -5,8 +5,10 @@ These run first in CI, so that a stale chapter fails in the first minute:
 * the committed outputs are one complete full-scale run of the current code
   and of the sparselib code the notebook reaches (``booktool.freshness``);
 * every chapter has a quick-scale nbval golden whose code is the chapter's,
-  which printed ``scale=quick``, and whose recorded run time is within the
+  which printed ``scale=quick``, which was made with the sparselib code
+  the chapter reaches now, and whose recorded run time is within the
   quick-scale budget (``booktool.QUICK_BUDGET_S`` on two CPU cores);
+* the recorded full-scale run time is within ``booktool.FULL_BUDGET_S``;
 * every chapter follows the house anatomy (Colab cell, parameters cell,
   checked results, glue, no ``.cuda()``, lines that fit the page);
 * every ``{glue:text}`` name in the prose is glued.
@@ -51,7 +53,7 @@ def test_committed_outputs_are_one_fresh_full_run(nb, index):
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
-def test_golden_is_the_chapter_at_quick_scale_within_budget(nb):
+def test_golden_is_the_chapter_at_quick_scale_within_budget(nb, index):
     golden = booktool.golden_path(nb)
     assert golden.exists(), (f"no golden {golden}; run `.venv/bin/python "
                              ".ci/booktool.py goldens`")
@@ -64,10 +66,25 @@ def test_golden_is_the_chapter_at_quick_scale_within_budget(nb):
     texts = "".join(o.get("text", "") for cell in g.cells
                     if cell.cell_type == "code" for o in cell.outputs)
     assert "scale=quick" in texts
+    recorded = prov.get("sparselib_reached")
+    assert recorded == booktool.reached(g, index=index), (
+        f"{golden.name} was made with other sparselib code than the "
+        "chapter reaches now (its outputs and run time are out of date); "
+        "regenerate it with `.venv/bin/python .ci/booktool.py goldens "
+        f"{nb.relative_to(booktool.ROOT)}`")
     assert prov["runtime_s"] <= booktool.QUICK_BUDGET_S, (
         f"{nb.name} took {prov['runtime_s']} s at quick scale (recorded in "
         f"its golden); the budget is {booktool.QUICK_BUDGET_S} s a notebook "
         "on two CPU cores")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_full_run_within_budget(nb):
+    prov = nbformat.read(str(nb), as_version=4).metadata.get(
+        booktool.PROVENANCE_KEY, {})
+    assert prov.get("runtime_s", 0) <= booktool.FULL_BUDGET_S, (
+        f"{nb.name} took {prov.get('runtime_s')} s at full scale; the "
+        f"budget is {booktool.FULL_BUDGET_S} s a notebook on two CPU cores")
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
