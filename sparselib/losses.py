@@ -84,7 +84,7 @@ def normalized_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
     ``mean(x)`` is the mean example of the batch. Needs at least two
     different examples (checked: this reads a value, so training loops
-    use :func:`_normalized_mse`). (Gao et al. 2024.)
+    use ``_normalized_mse``). (Gao et al. 2024.)
     Chapter "Sparse autoencoders".
     """
     _check_pair(x_hat, x)
