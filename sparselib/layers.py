@@ -243,7 +243,8 @@ class ConvDecoder(nn.Module):
     With ``max_norm``, the weights of each input feature map (its atom:
     every output channel and kernel position it writes to) are scaled to
     norm at most ``max_norm`` in the forward pass, as
-    ``W / max(1, norm(W_atom) / max_norm)``. Seed 001 clips its decoders
+    ``W / max(1, norm(W_atom) / max_norm)``. The blog post "Sparse coding:
+    a simple exploration" clips its decoders
     too, so that an L1 penalty on the features cannot be dodged by
     shrinking them and growing the decoder.
     Chapter "Sparse activity in classifiers".

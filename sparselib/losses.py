@@ -7,7 +7,8 @@ Shapes: ``x`` and ``x_hat`` are ``(batch, ...)``; ``h`` hidden activations
   element (``"mse"``, :func:`torch.nn.functional.mse_loss`), UFLDL's
   ``1/2 ||x_hat - x||^2`` per example averaged over the batch
   (``"half_sum"``), or ``||x_hat - x||^2`` per example averaged over the
-  batch (``"sum"``, seed 001's autoencoder loss).
+  batch (``"sum"``, the autoencoder loss of the blog post "Sparse coding: a
+  simple exploration").
 * :func:`normalized_mse` -- ``||x_hat - x||^2 / ||x - mean(x)||^2``, the
   error relative to predicting the batch mean (Gao et al. 2024): 1 is no
   better than the mean image, 0 is perfect.
