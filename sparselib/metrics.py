@@ -26,6 +26,11 @@ inputs in batches and keeps per-input values and per-unit moment sums, and
 returns them as an :class:`ActivityStats`. Both paths share one
 Treves-Rolls formula, written on the moments ``mean r`` and ``mean r^2``.
 
+:func:`no_loss` is the book's one rule for "without loss of accuracy"
+(the notation page, "Evidence conventions"): it compares the test
+accuracies of two settings over several seeds and returns a
+:class:`NoLoss`.
+
 Introduced in the chapter "Sparse coding as optimisation"; used in the
 autoencoder and classifier chapters (the streaming statistics in "Sparse
 activity in classifiers").
@@ -38,7 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .utils import check_int, check_real, check_tensor
+from .utils import check_int, check_probability, check_real, check_tensor
 
 __all__ = [
     "l0",
@@ -52,6 +57,8 @@ __all__ = [
     "unit_entropy",
     "ActivityStats",
     "activity_stats",
+    "NoLoss",
+    "no_loss",
 ]
 
 
@@ -316,3 +323,123 @@ def activity_stats(units, x: torch.Tensor, batch_size: int = 500,
     return ActivityStats(l0=torch.cat(l0s), population=torch.cat(pop),
                          duty=(count / n).float().cpu(),
                          lifetime=life.float().cpu(), mean=m1.float().cpu())
+
+
+@dataclass(frozen=True)
+class NoLoss:
+    """The verdict of :func:`no_loss` and the numbers behind it.
+
+    Chapter "Sparse activity in classifiers".
+
+    Attributes
+    ----------
+    baseline_mean, baseline_sd : float
+        Mean and sample standard deviation (``n - 1`` in the denominator)
+        of the baseline's test accuracies over its seeds.
+    baseline_se : float
+        Binomial standard error of the baseline's mean accuracy,
+        ``sqrt(p (1 - p) / n_test)``.
+    other_mean, other_sd : float
+        The same for the setting compared with the baseline.
+    margin : float
+        ``max(baseline_sd, baseline_se)``: how far below the baseline's
+        mean the other mean may lie.
+    difference : float
+        ``other_mean - baseline_mean`` (negative: the other is worse).
+    holds : bool
+        ``other_mean >= baseline_mean - margin``: the other setting loses
+        no accuracy against the baseline.
+    n_test : int
+        Test examples behind each accuracy.
+    """
+
+    baseline_mean: float
+    baseline_sd: float
+    baseline_se: float
+    other_mean: float
+    other_sd: float
+    margin: float
+    difference: float
+    holds: bool
+    n_test: int
+
+
+def _accuracies(name, values):
+    """``values`` as a list of floats in [0, 1], at least 3 of them."""
+    if isinstance(values, torch.Tensor):
+        if values.ndim != 1:
+            raise ValueError(f"{name} must be 1-d, got shape "
+                             f"{tuple(values.shape)}")
+        values = values.tolist()
+    elif hasattr(values, "ndim") and hasattr(values, "tolist"):
+        if values.ndim != 1:
+            raise ValueError(f"{name} must be 1-d, got shape "
+                             f"{tuple(values.shape)}")
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") \
+            or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of accuracies (one per "
+                        f"seed), got {type(values).__name__}")
+    values = [check_probability(f"{name}[{i}]", v)
+              for i, v in enumerate(values)]
+    if len(values) < 3:
+        raise ValueError(f"{name} must hold at least 3 accuracies (one per "
+                         f"seed), got {len(values)}")
+    return values
+
+
+def _mean_sd(values):
+    n = len(values)
+    mean = math.fsum(values) / n
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var)
+
+
+def no_loss(acc_baseline, acc_other, n_test: int) -> NoLoss:
+    """Does a setting lose no test accuracy against a baseline?
+
+    The book's one rule for "without loss of accuracy": over at least 3
+    seeds each, the other setting B loses no accuracy against the baseline
+    A when ``mean_B >= mean_A - max(sd_A, se_A)``, with ``sd_A`` the
+    seed-to-seed sample standard deviation of A's accuracies and
+    ``se_A = sqrt(p_A (1 - p_A) / n_test)`` the binomial standard error of
+    A's mean accuracy ``p_A``. The margin is whichever is larger: the
+    spread between seeds, or the sampling noise of a test set of this size.
+    Chapter "Sparse activity in classifiers".
+
+    Parameters
+    ----------
+    acc_baseline : sequence of float
+        Test accuracies of the baseline A, one per seed, in [0, 1]
+        (a list, tuple, 1-d array or 1-d tensor); at least 3.
+    acc_other : sequence of float
+        Test accuracies of the setting B, one per seed; at least 3.
+    n_test : int
+        Number of test examples behind each accuracy, >= 1.
+
+    Returns
+    -------
+    NoLoss
+        Means, standard deviations, the margin, the difference
+        ``mean_B - mean_A`` and the verdict ``holds``.
+
+    Raises
+    ------
+    TypeError
+        If an accuracy list is not a sequence, an accuracy is not a real
+        number, or ``n_test`` is not an integer.
+    ValueError
+        If an accuracy lies outside [0, 1] or is NaN, a list holds fewer
+        than 3 accuracies, or ``n_test < 1``.
+    """
+    a = _accuracies("acc_baseline", acc_baseline)
+    b = _accuracies("acc_other", acc_other)
+    n_test = check_int("n_test", n_test, minimum=1)
+    mean_a, sd_a = _mean_sd(a)
+    mean_b, sd_b = _mean_sd(b)
+    se_a = math.sqrt(mean_a * (1 - mean_a) / n_test)
+    margin = max(sd_a, se_a)
+    return NoLoss(baseline_mean=mean_a, baseline_sd=sd_a, baseline_se=se_a,
+                  other_mean=mean_b, other_sd=sd_b, margin=margin,
+                  difference=mean_b - mean_a,
+                  holds=bool(mean_b >= mean_a - margin), n_test=n_test)

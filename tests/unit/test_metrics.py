@@ -183,3 +183,73 @@ def test_stats_bad_input():
         M.activity_stats(lambda a: a.view(4, 1, 2), torch.ones(4, 2))
     with pytest.raises(ValueError, match="NaN"):
         M.activity_stats(lambda a: a * float("nan"), torch.ones(4, 2))
+
+
+# ---- the no-loss rule: mean_B >= mean_A - max(sd_A, se_A) ----------------
+
+def test_no_loss_se_dominated_hand_case():
+    # A: 0.98 on every seed, n_test 10,000 -> sd_A = 0,
+    # se_A = sqrt(.98 * .02 / 1e4) = sqrt(1.96e-6) = 0.0014, the margin;
+    # B needs a mean of at least 0.98 - 0.0014 = 0.9786.
+    base = [0.98, 0.98, 0.98]
+    r = M.no_loss(base, [0.9777, 0.9787, 0.9797], n_test=10_000)
+    assert r.baseline_mean == pytest.approx(0.98)
+    assert r.baseline_sd == pytest.approx(0.0, abs=1e-12)
+    assert r.baseline_se == pytest.approx(0.0014)
+    assert r.margin == pytest.approx(0.0014)
+    assert r.other_mean == pytest.approx(0.9787)
+    assert r.other_sd == pytest.approx(0.001)      # sample sd, n - 1
+    assert r.difference == pytest.approx(-0.0013)
+    assert r.n_test == 10_000
+    assert r.holds is True
+    r = M.no_loss(base, [0.9785] * 3, n_test=10_000)
+    assert r.difference == pytest.approx(-0.0015)
+    assert r.holds is False
+
+
+def test_no_loss_sd_dominated_hand_case():
+    # A: 0.97, 0.98, 0.99 -> mean .98, sample sd = sqrt((1e-4 + 0 + 1e-4)
+    # / 2) = 0.01 > se_A = 0.0014: the margin is 0.01, the bar 0.97.
+    base = [0.97, 0.98, 0.99]
+    r = M.no_loss(base, [0.971, 0.971, 0.971], n_test=10_000)
+    assert r.baseline_sd == pytest.approx(0.01)
+    assert r.margin == pytest.approx(0.01)
+    assert r.holds is True
+    assert M.no_loss(base, [0.969] * 3, n_test=10_000).holds is False
+    # the same seeds on a 100-example test set: se_A = sqrt(.98*.02/100)
+    # = 0.014 now dominates, and 0.969 passes.
+    r = M.no_loss(base, [0.969] * 3, n_test=100)
+    assert r.margin == pytest.approx(0.014)
+    assert r.holds is True
+
+
+def test_no_loss_better_setting_holds_and_inputs_of_any_kind():
+    r = M.no_loss(np.array([0.90, 0.91, 0.92]),
+                  torch.tensor([0.95, 0.96, 0.97]), n_test=1000)
+    assert r.difference == pytest.approx(0.05)
+    assert r.holds is True
+    assert M.no_loss((0.5, 0.5, 0.5, 0.5), [0.5] * 3, 4).holds is True
+    with pytest.raises(Exception):
+        r.holds = False                          # frozen
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(acc_baseline=0.98), TypeError, "acc_baseline"),
+    (dict(acc_baseline="0.98"), TypeError, "acc_baseline"),
+    (dict(acc_other=[0.9, "x", 0.9]), TypeError, r"acc_other\[1\]"),
+    (dict(acc_other=[0.9, None, 0.9]), TypeError, r"acc_other\[1\]"),
+    (dict(acc_baseline=[0.9, 0.9]), ValueError, "at least 3"),
+    (dict(acc_other=[0.9, 1.2, 0.9]), ValueError, r"acc_other\[1\]"),
+    (dict(acc_other=[0.9, float("nan"), 0.9]), ValueError, "acc_other"),
+    (dict(acc_baseline=[-0.1, 0.9, 0.9]), ValueError, "acc_baseline"),
+    (dict(acc_baseline=torch.ones(3, 1)), ValueError, "1-d"),
+    (dict(acc_other=np.ones((3, 1))), ValueError, "1-d"),
+    (dict(n_test=0), ValueError, "n_test"),
+    (dict(n_test=100.0), TypeError, "n_test"),
+])
+def test_no_loss_bad_inputs(kwargs, error, match):
+    args = dict(acc_baseline=[0.9, 0.9, 0.9], acc_other=[0.9, 0.9, 0.9],
+                n_test=100)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        M.no_loss(**args)
