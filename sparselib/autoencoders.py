@@ -51,30 +51,43 @@ _ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu,
 class SparseAutoencoder(nn.Module):
     """An autoencoder with one hidden layer and a chosen sparsity.
 
+    Chapter "Sparse autoencoders".
+
     Parameters
     ----------
-    in_shape : int or tuple, the shape of one input (e.g. ``784`` or
-        ``(28, 28)``). Inputs may also be given flattened.
-    hidden_shape : int or tuple, the hidden layer (a tuple with as many axes
-        as ``in_shape`` for ``layer="ndlinear"``).
-    sparsity : one of :data:`SPARSITIES`.
-    layer : ``"linear"`` or ``"ndlinear"``, for encoder and decoder.
-    rho, beta : target mean activation in (0, 1) and weight of the KL
-        penalty (``sparsity="kl"``).
-    lam : weight of the L1 penalty (``sparsity="l1"``).
-    k : active units per input (``sparsity="topk"``), 1 <= k <= n_hidden.
-    weight_decay : weight of ``1/2 sum W^2`` over the weight matrices.
-    output : ``"sigmoid"`` (inputs in [0, 1]) or ``None`` (linear output).
-    recon : ``"mse"`` or ``"half_sum"``, see
-        :func:`sparselib.losses.reconstruction_loss`.
-    aux_k, aux_alpha, dead_after : AuxK for ``"topk"``: number of dead
-        latents used, weight of their loss, and how many training examples
-        without firing make a latent dead (default: 8 times ``n_hidden``).
-    tied_init : start with the decoder weight equal to the encoder weight's
+    in_shape : int or tuple of int
+        The shape of one input (e.g. ``784`` or ``(28, 28)``). Inputs may
+        also be given flattened.
+    hidden_shape : int or tuple of int
+        The hidden layer (a tuple with as many axes as ``in_shape`` for
+        ``layer="ndlinear"``).
+    sparsity : str, default "kl"
+        One of :data:`SPARSITIES`.
+    layer : {"linear", "ndlinear"}
+        The layer type of encoder and decoder.
+    rho, beta : float
+        Target mean activation in (0, 1) and weight of the KL penalty
+        (``sparsity="kl"``).
+    lam : float
+        Weight of the L1 penalty (``sparsity="l1"``).
+    k : int, optional
+        Active units per input (``sparsity="topk"``),
+        ``1 <= k <= n_hidden``.
+    weight_decay : float, default 0
+        Weight of ``1/2 sum W^2`` over the weight matrices (written
+        omega in the book's notation).
+    output : {"sigmoid", None}
+        ``"sigmoid"`` (inputs in [0, 1]) or ``None`` (linear output).
+    recon : {"mse", "half_sum"}
+        See :func:`sparselib.losses.reconstruction_loss`.
+    aux_k, aux_alpha, dead_after : optional
+        AuxK for ``"topk"``: number of dead latents used, weight of their
+        loss, and how many training examples without firing make a latent
+        dead (default: 8 times ``n_hidden``).
+    tied_init : bool, default False
+        Start with the decoder weight equal to the encoder weight's
         transpose (``layer="linear"``), a remedy against dead latents
         (Gao et al. 2024). The weights are not tied during training.
-
-    Chapter "Sparse autoencoders".
     """
 
     def __init__(self, in_shape, hidden_shape, *, sparsity: str = "kl",

@@ -87,21 +87,33 @@ def load_images(name: str = "MNIST", split: str = "train", *, root=None,
                 limit: int | None = None, device=None):
     """Load MNIST or Fashion-MNIST as ``(x, y)`` tensors.
 
+    ``x`` is float32 in [0, 1], ``(N, 1, 28, 28)`` (or ``(N, 784)``), ``y``
+    the int64 labels ``(N,)``. Part of the book's spine; used by the
+    chapters that train on images.
+
     Parameters
     ----------
-    name : ``"MNIST"`` or ``"FashionMNIST"``.
-    split : ``"train"`` (60,000 images) or ``"test"`` (10,000).
-    root : dataset folder; see :func:`data_root`.
-    download : ``"auto"`` downloads only when files are missing; ``True``
-        always lets torchvision check and download; ``False`` never
-        downloads.
-    flatten : return ``x`` as ``(N, 784)`` instead of ``(N, 1, 28, 28)``.
-    limit : keep only the first ``limit`` examples (quick-scale runs).
-    device : where to put the tensors (default CPU).
+    name : {"MNIST", "FashionMNIST"}
+        The data set.
+    split : {"train", "test"}
+        ``"train"`` (60,000 images) or ``"test"`` (10,000).
+    root : str or path, optional
+        The dataset folder; see :func:`data_root`.
+    download : {"auto", True, False}
+        ``"auto"`` downloads only when files are missing; ``True`` always
+        lets torchvision check and download; ``False`` never downloads.
+    flatten : bool, default False
+        Return ``x`` as ``(N, 784)`` instead of ``(N, 1, 28, 28)``.
+    limit : int, optional
+        Keep only the first ``limit`` examples (quick-scale runs).
+    device : optional
+        Where to put the tensors (default CPU).
 
-    Raises ``FileNotFoundError`` naming the expected files when they are
-    missing and cannot be downloaded. Part of the book's spine; used by
-    the chapters that train on images.
+    Raises
+    ------
+    FileNotFoundError
+        Naming the expected files, when they are missing and cannot be
+        downloaded.
     """
     _check_name_split(name, split)
     if not isinstance(download, (bool, str)):

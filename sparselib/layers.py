@@ -64,19 +64,20 @@ def _shape(name, value):
 class NdLinear(nn.Module):
     """A linear map with bias along each axis of a tensor, applied in turn.
 
-    Parameters
-    ----------
-    in_shape : tuple of ints ``(I_1, ..., I_d)``, the shape of one input.
-    out_shape : tuple of ints ``(O_1, ..., O_d)``, same number of axes.
-    bias : learn a bias per axis (default True).
-
     ``forward`` takes ``(batch, I_1, ..., I_d)`` and returns
     ``(batch, O_1, ..., O_d)``. Axis 1 is transformed first: ``x`` becomes
     ``x W_1^T + b_1`` along axis 1, then the result along axis 2, and so on.
     Each axis is an :class:`torch.nn.Linear` in ``self.maps`` with PyTorch's
-    default initialisation.
+    default initialisation. Chapter "Sparse autoencoders".
 
-    Chapter "Sparse autoencoders".
+    Parameters
+    ----------
+    in_shape : tuple of int
+        ``(I_1, ..., I_d)``, the shape of one input.
+    out_shape : tuple of int
+        ``(O_1, ..., O_d)``, with the same number of axes.
+    bias : bool, default True
+        Learn a bias per axis.
     """
 
     def __init__(self, in_shape, out_shape, bias: bool = True):

@@ -69,6 +69,8 @@ def _match_fraction(n: int, a: int, s: int, theta: int) -> Fraction:
 def match_probability(n: int, a: int, s: int, theta: int) -> float:
     """Probability that a random ``a``-of-``n`` vector matches a pattern.
 
+    Reference: Ahmad & Scheinkman (2019), eq. 2. Chapter "Neural codes".
+
     Parameters
     ----------
     n : int, >= 1
@@ -88,9 +90,12 @@ def match_probability(n: int, a: int, s: int, theta: int) -> float:
         ``theta == 0``). Equal to
         ``scipy.stats.hypergeom(n, s, a).sf(theta - 1)``.
 
-    Raises ``TypeError`` for non-integer sizes and ``ValueError`` for negative
-    sizes, ``a > n`` or ``s > n``. Reference: Ahmad & Scheinkman (2019), eq. 2.
-    Chapter "Neural codes".
+    Raises
+    ------
+    TypeError
+        For non-integer sizes.
+    ValueError
+        For negative sizes, ``a > n`` or ``s > n``.
     """
     n, a, s, theta = _check_nasth(n, a, s, theta)
     return float(_match_fraction(n, a, s, theta))

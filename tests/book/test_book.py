@@ -11,7 +11,14 @@ repository into a temporary folder with ``--warningiserror --nitpick
   widgets;
 * every chapter notebook's Colab links point at the notebook's real path in
   the repository named by ``_config.yml``;
-* citations read author-year, "(Olshausen and Field, 1996)".
+* citations read author-year, "(Olshausen and Field, 1996)"; every entry
+  of ``book/references.bib`` is cited in the book and listed in its
+  bibliography;
+* the API reference shows no raw reST (``` `` ```, ``:class:``...) and no
+  docstring inherited from PyTorch, and each of its parameters has a
+  description;
+* each page has one search field (no second one in a top bar);
+* every glossary entry is used in a chapter.
 
 Run: ``.venv/bin/python -m pytest -q tests/book`` (after ``bash .ci/setup``).
 """
@@ -23,6 +30,7 @@ import re
 import subprocess
 import sys
 import time
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -356,10 +364,155 @@ def test_citations_read_author_year(html, pages):
                 r'<span class="bibtex-citation"[^>]*>(.*?)</span>', source,
                 re.S):
             cite = text_of(m.group(1)).strip()
-            if not re.search(r"\b(1[89]|20)\d\d[a-z]?\)?$", cite) or \
+            # a year, with a letter where one author has two works in it;
+            # "n.d." for a work whose date the copy used does not give
+            if not re.search(r"(\b(1[89]|20)\d\d[a-z]?|\bn\.d\.)\)?$",
+                             cite) or \
                     re.fullmatch(r"\[[\d, ]+\]", cite):
                 bad.append(f"{page.relative_to(html)}: {cite}")
     assert not bad, "citations not in author-year form:\n" + "\n".join(bad)
     biblio = text_of((html / "book/bibliography.html").read_text(
         encoding="utf-8"))
     assert "[Olshausen and Field, 1996]" in biblio
+
+
+
+BIB = ROOT / "book" / "references.bib"
+
+
+def bib_keys() -> list[str]:
+    return re.findall(r"^@\w+\{([^,\s]+),", BIB.read_text(encoding="utf-8"),
+                      re.M)
+
+
+def book_markdown() -> dict[str, str]:
+    """The Markdown of every page: book/*.md, chapters' index.md, and the
+    Markdown cells of the chapter notebooks (path -> text)."""
+    out = {}
+    for path in sorted((ROOT / "book").glob("*.md")) + sorted(
+            (ROOT / "chapters").glob("*/*.md")):
+        out[str(path.relative_to(ROOT))] = path.read_text(encoding="utf-8")
+    for path in sorted((ROOT / "chapters").glob("*/*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        out[str(path.relative_to(ROOT))] = "\n".join(
+            "".join(c["source"]) for c in nb["cells"]
+            if c["cell_type"] == "markdown")
+    return out
+
+
+def test_every_bibliography_entry_is_cited():
+    cited = set()
+    for text in book_markdown().values():
+        for m in re.finditer(r"\{cite(?::\w+)?\}`([^`]+)`", text):
+            cited |= {k.strip() for k in m.group(1).split(",")}
+    keys = bib_keys()
+    unknown = sorted(cited - set(keys))
+    assert not unknown, f"cited but not in {BIB.name}: {unknown}"
+    uncited = [k for k in keys if k not in cited]
+    assert not uncited, (
+        f"entries of book/references.bib that no page or chapter cites "
+        f"with {{cite}} (cite them where the text uses them, or remove "
+        f"them): {uncited}")
+
+
+def test_bibliography_lists_every_entry(html):
+    page = (html / "book/bibliography.html").read_text(encoding="utf-8")
+    n = len(re.findall(r'<div class="citation"', page))
+    assert n == len(bib_keys()), (
+        f"the bibliography page lists {n} entries; "
+        f"{BIB.name} has {len(bib_keys())}")
+
+
+# --------------------------------------------------------------------------
+# (e) the API reference reads cleanly
+
+
+def test_api_page_shows_no_raw_markup(html):
+    """Prose after a Parameters/Returns section, or a parameter written
+    ``name : description`` on one line, is garbled by napoleon into
+    bullets that show reST literally."""
+    source = (html / "book/api.html").read_text(encoding="utf-8")
+    text = unescape(text_of(source))
+    raw = re.compile(r"``|:(?:class|func|meth|mod|data|attr|obj|exc):`?")
+    found = [text[max(0, m.start() - 60):m.end() + 40]
+             for m in raw.finditer(text)]
+    assert not found, (
+        "the API page shows raw reST (check the docstrings named here: "
+        "prose belongs before the Parameters section, or in a Notes "
+        "section):\n" + "\n".join(found[:20]))
+    assert "Return the extra representation" not in text, (
+        "PyTorch's extra_repr docstring is shown (autodoc inherits it)")
+
+
+def test_api_parameters_have_descriptions(html):
+    """A parameter written ``name : description`` on one line renders as
+    ``name (description)`` with no description after the dash."""
+    source = (html / "book/api.html").read_text(encoding="utf-8")
+    bad = []
+    for sect in re.finditer(
+            r'<dt class="field-\w+">Parameters<span class="colon">:</span>'
+            r"</dt>\s*<dd[^>]*>(.*?)</dd>", source, re.S):
+        items = re.findall(r"<li><p>(.*?)</p>", sect.group(1), re.S) or \
+            re.findall(r"<p>(.*?)</p>", sect.group(1), re.S)[:1]
+        where = source.rfind('id="sparselib', 0, sect.start())
+        name = source[where + 4:source.find('"', where + 4)]
+        for item in items:
+            if "\u2013" not in unescape(item):  # the dash before the text
+                bad.append(f"{name}: {unescape(text_of(item))[:70]}")
+    assert not bad, (
+        "parameters without a description (write `name : type` and the "
+        "description indented on the next line):\n" + "\n".join(bad))
+
+
+# --------------------------------------------------------------------------
+# (f) one search field per page
+
+
+def test_one_search_field_per_page(html, pages):
+    bad = []
+    for page in pages:
+        source = page.read_text(encoding="utf-8")
+        fields = source.count('class="btn search-button-field')
+        if fields > 1 or "navbar-persistent" in source:
+            bad.append(f"{page.relative_to(html)}: {fields} search fields")
+    assert not bad, (
+        "pages with a second search field in a top bar (see "
+        "book/_ext/theme_fixes.py):\n" + "\n".join(bad[:10]))
+
+
+def test_links_are_not_shortened(html):
+    page = (html / "book/bibliography.html").read_text(encoding="utf-8")
+    assert ">https://github.com/numenta/nupic.torch<" in page
+
+
+# --------------------------------------------------------------------------
+# (g) the glossary
+
+
+def glossary_terms() -> list[list[str]]:
+    """Each glossary entry as its list of names (the term and aliases)."""
+    text = (ROOT / "book/glossary.md").read_text(encoding="utf-8")
+    body = text.split("```{glossary}", 1)[1].rsplit("```", 1)[0]
+    entries, names = [], []
+    for line in body.splitlines():
+        if line and not line[0].isspace():
+            names.append(line.strip())
+        elif line.strip() and names:
+            entries.append(names)
+            names = []
+    return entries
+
+
+def test_every_glossary_entry_is_used_in_a_chapter():
+    chapters = [t for p, t in book_markdown().items()
+                if p.startswith("chapters/")]
+    unused = []
+    for names in glossary_terms():
+        pattern = re.compile(
+            "|".join(r"\b" + re.escape(n) + r"(?:s|es)?\b" for n in names),
+            re.I)
+        if not any(pattern.search(t) for t in chapters):
+            unused.append(" / ".join(names))
+    assert not unused, (
+        "glossary entries no chapter uses (use the term, linked with "
+        "{term} at its first use in a chapter):\n" + "\n".join(unused))
