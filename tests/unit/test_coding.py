@@ -87,6 +87,74 @@ def test_tolerance_stops_early():
     assert info.converged and info.n_iter < 10_000
 
 
+def lars_objective(x, D, lam, positive=False):
+    """Per-sample optimum from scikit-learn's LARS lasso (exact path)."""
+    codes = sparse_encode(x.numpy(), D.numpy(), algorithm="lasso_lars",
+                          alpha=lam, positive=positive)
+    return C.objective(x, D, torch.from_numpy(codes), lam)
+
+
+@pytest.mark.parametrize("n_atoms,n_inputs,batch,lam,solver", [
+    (128, 64, 60, 0.1, C.fista), (256, 64, 40, 0.2, C.fista),
+    (64, 64, 60, 0.05, C.fista), (100, 20, 80, 0.5, C.fista),
+    (48, 32, 40, 0.1, C.ista)])
+def test_defaults_reach_1e_4_and_the_gap_bounds_the_error(
+        n_atoms, n_inputs, batch, lam, solver):
+    # over-complete and square random problems, several lam: the default
+    # call certifies every sample within 1e-4 of its optimum, and the
+    # certificate is honest -- the true relative error, against the exact
+    # LARS solution, is below the reported largest gap
+    x, D = random_problem(n_atoms, n_inputs, batch, seed=n_atoms + batch)
+    a, info = solver(x, D, lam, return_info=True)
+    best = lars_objective(x, D, lam)
+    rel = (C.objective(x, D, a, lam) - best) / best
+    assert info.converged and info.gap <= 1e-4
+    assert rel.max() <= info.gap + 1e-12
+    assert rel.min() >= -1e-9        # nothing beats the optimum
+
+
+@pytest.mark.parametrize("tol", [1e-2, 1e-3])
+def test_a_loose_tolerance_is_still_a_bound(tol):
+    x, D = random_problem(256, 64, 60, seed=3)
+    a, info = C.fista(x, D, 0.1, tol=tol, return_info=True)
+    best = lars_objective(x, D, 0.1)
+    rel = (C.objective(x, D, a, 0.1) - best) / best
+    assert info.converged and info.gap <= tol
+    assert rel.max() <= info.gap + 1e-12
+
+
+def test_nonneg_and_per_atom_lam_are_certified():
+    x, D = random_problem(96, 32, 30, seed=5)
+    a, info = C.fista(x, D, 0.2, nonneg=True, return_info=True)
+    best = lars_objective(x, D, 0.2, positive=True)
+    rel = (C.objective(x, D, a, 0.2) - best) / best
+    assert info.converged and (a >= 0).all() and rel.max() <= info.gap
+    lam = torch.linspace(0.05, 0.4, 96, dtype=x.dtype)
+    a, info = C.fista(x, D, lam, return_info=True)
+    # oracle for a per-atom penalty: scale atom j by 1/lam_j, solve with
+    # lam = 1, scale the codes back
+    b = lars_objective(x, D / lam[:, None], 1.0)
+    rel = (C.objective(x, D, a, lam) - b) / b
+    assert info.converged and rel.max() <= info.gap + 1e-12
+
+
+@pytest.mark.parametrize("track", [False, True])
+def test_a_certified_sample_stops_changing(track):
+    # sample 0 is a multiple of atom 3: its code is certified at the first
+    # check (the exact solve on its support); sample 1, a random input,
+    # needs many more iterations. Sample 0's code must then be the same
+    # whatever the budget; sample 1's changes. track=True keeps every
+    # sample in the batch (frozen by a mask), the default drops it.
+    x, D = random_problem(128, 64, 2, seed=8)
+    x[0] = 3 * D[3]
+    runs = [C.fista(x, D, 0.1, n, tol=1e-9, track=track) for n in
+            (100, 200, 2000)]
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert torch.equal(runs[0][0], runs[2][0])
+    assert not torch.equal(runs[0][1], runs[2][1])
+    assert runs[0][0][3] == pytest.approx(3 - 0.1, rel=1e-12)
+
+
 @settings(max_examples=100, deadline=None)
 @given(arrays("float64", st.integers(1, 30),
               elements=st.floats(-10, 10)), st.floats(0, 5))
