@@ -432,14 +432,18 @@ def test_api_page_shows_no_raw_markup(html):
     ``name : description`` on one line, is garbled by napoleon into
     bullets that show reST literally."""
     source = (html / "book/api.html").read_text(encoding="utf-8")
-    text = unescape(text_of(source))
     raw = re.compile(r"``|:(?:class|func|meth|mod|data|attr|obj|exc):`?")
-    found = [text[max(0, m.start() - 60):m.end() + 40]
-             for m in raw.finditer(text)]
+    found: dict[str, str] = {}
+    for m in raw.finditer(source):
+        where = source.rfind('id="sparselib', 0, m.start())
+        name = source[where + 4:source.find('"', where + 4)]
+        found.setdefault(name, unescape(text_of(
+            source[where:m.end()]))[-120:].strip())
     assert not found, (
-        "the API page shows raw reST (check the docstrings named here: "
-        "prose belongs before the Parameters section, or in a Notes "
-        "section):\n" + "\n".join(found[:20]))
+        "the API page shows raw reST (in the docstrings named here, prose "
+        "belongs before the Parameters section, or in a Notes section):\n"
+        + "\n".join(f"{k}: ...{v}..." for k, v in found.items()))
+    text = unescape(text_of(source))
     assert "Return the extra representation" not in text, (
         "PyTorch's extra_repr docstring is shown (autodoc inherits it)")
 
