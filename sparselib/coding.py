@@ -206,6 +206,8 @@ class SolverInfo:
     """What :func:`ista` / :func:`fista` did.
 
     ``n_iter``: iterations run (by the samples that ran longest);
+    ``iterations``: iterations each sample ran, ``(batch,)`` (``None``
+    with ``tol=0``: every sample runs the whole budget);
     ``converged``: every sample's relative duality gap reached ``tol``;
     ``gap``: the largest relative duality gap over the samples at the stop
     (``None`` with ``tol=0``, which computes no gap); ``n_polished``:
@@ -219,6 +221,7 @@ class SolverInfo:
     step: float
     gap: float | None = None
     n_polished: int = 0
+    iterations: torch.Tensor | None = None
     objective: list = field(default_factory=list)
 
 
@@ -344,6 +347,8 @@ def _iterate(x, D, lam, n_iter, tol, step, nonneg, a, momentum, track):
     tried = torch.zeros(batch, dtype=torch.bool, device=x.device)
     prev_sign = torch.sign(a)
     gap_final = None
+    iters = torch.full((batch,), n_iter, dtype=torch.long,
+                       device=x.device) if check else None
     y, t = a, 1.0
     for k in range(1, n_iter + 1):
         if use_gram:
@@ -397,6 +402,7 @@ def _iterate(x, D, lam, n_iter, tol, step, nonneg, a, momentum, track):
             n_ok = int(ok.sum())
             if n_ok:
                 out = out.index_put((rows[ok],), a[ok])
+                iters[rows[ok]] = k
                 gap_final = rel[ok].max() if gap_final is None else \
                     torch.maximum(gap_final, rel[ok].max())
                 keep = ~ok
@@ -406,6 +412,7 @@ def _iterate(x, D, lam, n_iter, tol, step, nonneg, a, momentum, track):
             finished = rows.numel() == 0
             last_rel = rel[~ok]
         else:
+            iters = torch.where(ok & ~done, k, iters)
             done = done | ok
             finished = bool(done.all())
             last_rel = rel
@@ -422,6 +429,8 @@ def _iterate(x, D, lam, n_iter, tol, step, nonneg, a, momentum, track):
         a = out
     if gap_final is not None:
         info.gap = float(gap_final)
+    if check:
+        info.iterations = torch.clamp(iters, max=info.n_iter)
     return a, info
 
 
@@ -431,33 +440,53 @@ def ista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 10_000, *,
          return_info: bool = False):
     """Iterative shrinkage-thresholding: codes ``a`` ``(batch, n_atoms)``.
 
+    Gradient steps of size ``1/L`` on the smooth part, each followed by the
+    soft threshold at ``lam / L`` -- the objective approaches its optimum
+    as O(1/t) (Daubechies, Defrise & De Mol 2004). The iterations stop when
+    every sample's relative duality gap certifies ``tol``.
+    Chapter "Sparse coding as optimisation".
+
     Parameters
     ----------
-    x : ``(batch, n_inputs)`` inputs.
-    D : ``(n_atoms, n_inputs)`` dictionary, atoms as rows (non-zero).
-    lam : L1 weight, a number >= 0 or a vector of one value per atom.
-    n_iter : iteration budget (a ceiling: with ``tol > 0`` the solver
-        stops when every sample is certified).
-    tol : the stopping rule, a relative duality gap. Every
-        ``CHECK_EVERY`` (10) iterations each sample gets the gap between
-        its objective and the dual value of its scaled residual -- a lower
-        bound on the optimum, so ``gap <= tol * objective`` certifies that
-        the sample's objective is within ``tol`` (relative) of its
-        optimum. A certified sample stops (its code no longer changes; on
-        the CPU it leaves the batch). A sample whose support and signs held
-        over the last 10 iterations also gets the exact solve on that
-        support, kept when its gap certifies it. ``tol=0`` runs the whole
-        budget with no checks (e.g. to compare with LISTA layer by layer).
-    step : step size; default ``1 / L`` with ``L`` from :func:`lipschitz`.
-    nonneg : constrain codes to ``a >= 0``.
-    a0 : warm start (default zeros).
-    track : record the mean objective after every iteration (all samples
+    x : torch.Tensor
+        ``(batch, n_inputs)`` inputs.
+    D : torch.Tensor
+        ``(n_atoms, n_inputs)`` dictionary, atoms as rows (non-zero).
+    lam : float or torch.Tensor
+        L1 weight, a number >= 0 or a vector of one value per atom.
+    n_iter : int
+        Iteration budget: a ceiling, since with ``tol > 0`` the solver
+        stops when every sample is certified.
+    tol : float
+        The stopping rule, a relative duality gap. Every ``CHECK_EVERY``
+        (10) iterations each sample gets the gap between its objective and
+        the dual value of its scaled residual, a lower bound on the
+        optimum; ``gap <= tol * objective`` certifies that the sample's
+        objective is within ``tol`` (relative) of its optimum. A certified
+        sample stops: its code no longer changes, and on the CPU it leaves
+        the batch. A sample whose support and signs held over the last 10
+        iterations also gets the exact solve on that support, kept when
+        its gap certifies it. ``tol=0`` runs the whole budget with no
+        checks (e.g. to compare with LISTA layer by layer).
+    step : float, optional
+        Step size; default ``1 / L`` with ``L`` from :func:`lipschitz`.
+    nonneg : bool
+        Constrain the codes to ``a >= 0``.
+    a0 : torch.Tensor, optional
+        Warm start ``(batch, n_atoms)`` (default zeros).
+    track : bool
+        Record the mean objective after every iteration (all samples then
         stay in the batch).
-    return_info : also return a :class:`SolverInfo` (iterations, the
-        largest gap at the stop, whether every sample was certified).
+    return_info : bool
+        Also return a :class:`SolverInfo`: iterations (overall and per
+        sample), the largest gap at the stop, whether every sample was
+        certified.
 
-    Daubechies, Defrise & De Mol (2004).
-    Chapter "Sparse coding as optimisation".
+    Returns
+    -------
+    torch.Tensor or tuple
+        The codes ``(batch, n_atoms)``, or ``(codes, SolverInfo)`` with
+        ``return_info=True``.
     """
     return _solve(x, D, lam, n_iter, tol, step, nonneg, a0, False, track,
                   return_info)
@@ -467,10 +496,12 @@ def fista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 10_000, *,
           tol: float = 1e-4, step: float | None = None, nonneg: bool = False,
           a0: torch.Tensor | None = None, track: bool = False,
           return_info: bool = False):
-    """FISTA: ISTA with momentum ``t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2``.
+    """FISTA: ISTA with Nesterov momentum; codes ``(batch, n_atoms)``.
 
-    Same arguments and result as :func:`ista`; the objective gap falls as
-    O(1/k^2) instead of O(1/k). Beck & Teboulle (2009).
+    Each step starts from an extrapolated point ``a_t + (mu_{t-1} - 1) /
+    mu_t (a_t - a_{t-1})`` with ``mu_{t+1} = (1 + sqrt(1 + 4 mu_t^2)) / 2``.
+    Same arguments, stopping rule and result as :func:`ista`; the objective
+    gap falls as O(1/t^2) instead of O(1/t) (Beck & Teboulle 2009).
     Chapter "Sparse coding as optimisation".
     """
     return _solve(x, D, lam, n_iter, tol, step, nonneg, a0, True, track,
@@ -490,11 +521,16 @@ def omp(x: torch.Tensor, D: torch.Tensor, n_nonzero: int) -> torch.Tensor:
     the correlations are not divided by the atom norms, so unit-norm atoms
     give the textbook algorithm.
 
+    Chapter "Sparse coding as optimisation".
+
     Parameters
     ----------
-    x : ``(batch, n_inputs)`` inputs.
-    D : ``(n_atoms, n_inputs)`` dictionary, atoms as rows (non-zero).
-    n_nonzero : atoms per code, from 1 to ``min(n_atoms, n_inputs)``.
+    x : torch.Tensor
+        ``(batch, n_inputs)`` inputs.
+    D : torch.Tensor
+        ``(n_atoms, n_inputs)`` dictionary, atoms as rows (non-zero).
+    n_nonzero : int
+        Atoms per code, from 1 to ``min(n_atoms, n_inputs)``.
 
     Returns
     -------
@@ -502,9 +538,8 @@ def omp(x: torch.Tensor, D: torch.Tensor, n_nonzero: int) -> torch.Tensor:
         Codes ``(batch, n_atoms)`` with ``n_nonzero`` chosen atoms per row
         (a chosen coefficient is exactly 0 only when ``x`` already lies in
         the span of the atoms chosen before it). Batched and on the device
-        of ``x``; gradients flow to ``x`` and ``D`` through the least-squares
-        coefficients (the choice of atoms is discrete).
-        Chapter "Sparse coding as optimisation".
+        of ``x``; gradients flow to ``x`` and ``D`` through the
+        least-squares coefficients (the choice of atoms is discrete).
     """
     _check_xD(x, D)
     n_atoms, n_inputs = D.shape
@@ -545,13 +580,14 @@ def omp(x: torch.Tensor, D: torch.Tensor, n_nonzero: int) -> torch.Tensor:
 class LISTA(torch.nn.Module):
     """Learned ISTA: ``n_layers`` unrolled ISTA steps with learned weights.
 
-    ``z_0 = shrink(x W_e^T, theta)``, ``z_{k+1} = shrink(x W_e^T + z_k S,
-    theta)``, initialised as ISTA on ``D`` -- ``W_e = D / L`` (so
-    ``x W_e^T = x D^T / L``), ``S = I - D D^T / L``, ``theta = lam / L``
-    (one threshold per atom) -- and then trained, typically to regress the
-    converged codes of :func:`fista` (Gregor & LeCun 2010). With its initial
-    weights, ``LISTA(D, lam, k)(x)`` equals ``ista(x, D, lam, k, tol=0)``
-    (``L`` includes the factor ``STEP_SAFETY``).
+    ``a_1 = soft_tau(x W_e^T)``, ``a_{t+1} = soft_tau(x W_e^T + a_t S)``
+    with the soft threshold at ``tau``, initialised as ISTA on ``D`` --
+    ``W_e = D / L`` (so ``x W_e^T = x D^T / L``), ``S = I - D D^T / L``,
+    ``tau = lam / L`` (one threshold per atom, the parameter ``tau``) -- and
+    then trained, typically to regress the converged codes of
+    :func:`fista` (Gregor & LeCun 2010). With its initial weights,
+    ``LISTA(D, lam, T)(x)`` equals ``ista(x, D, lam, T, tol=0)`` (``L``
+    includes the factor ``STEP_SAFETY``).
     Input ``(batch, n_inputs)``, output ``(batch, n_atoms)``.
     Chapter "Sparse coding as optimisation".
     """
@@ -569,9 +605,9 @@ class LISTA(torch.nn.Module):
         self.S = torch.nn.Parameter(
             torch.eye(n_atoms, device=D.device, dtype=D.dtype) -
             D @ D.T / L)
-        theta = torch.full((n_atoms,), 1.0, device=D.device,
-                           dtype=D.dtype) * lam / L
-        self.theta = torch.nn.Parameter(theta)
+        tau = torch.full((n_atoms,), 1.0, device=D.device,
+                         dtype=D.dtype) * lam / L
+        self.tau = torch.nn.Parameter(tau)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Codes ``(batch, n_atoms)`` for inputs ``(batch, n_inputs)``."""
@@ -582,11 +618,11 @@ class LISTA(torch.nn.Module):
                              f"{tuple(x.shape)}")
         check_same({"x": x, "LISTA weights": self.W_e})
         b = x @ self.W_e.T
-        theta = self.theta.clamp_min(0)
-        z = _shrink(b, theta, False)
+        tau = self.tau.clamp_min(0)
+        a = _shrink(b, tau, False)
         for _ in range(self.n_layers - 1):
-            z = _shrink(b + z @ self.S, theta, False)
-        return z
+            a = _shrink(b + a @ self.S, tau, False)
+        return a
 
 
 # ---------------------------------------------------------------- dictionaries
@@ -693,34 +729,56 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
     (older batches discounted by a factor, see ``forget``) and every atom
     takes one block coordinate step ``d_j <- d_j + (B_j - A_j D) / A_jj``
     followed by the projection onto the unit ball (Mairal, Bach, Ponce &
-    Sapiro 2009).
-    ``project=False`` drops the projection -- the chapter's demonstration
-    of why the constraint is needed.
+    Sapiro 2009). ``project=False`` drops the projection -- the chapter's
+    demonstration of why the constraint is needed.
+    Chapter "Sparse coding as optimisation".
 
     Parameters
     ----------
-    x : ``(n_samples, n_inputs)`` training inputs.
-    n_atoms, lam : dictionary size and L1 weight.
-    n_epochs, batch_size : passes over ``x`` and mini-batch size.
-    D0 : starting dictionary (default :func:`init_dictionary`).
-    n_iter, tol : FISTA budget and tolerance per batch.
-    forget : weight of the old statistics at each batch. ``"auto"`` (the
-        default) follows :func:`forget_factor` with ``rho = 10``: it
+    x : torch.Tensor
+        ``(n_samples, n_inputs)`` training inputs.
+    n_atoms : int
+        Dictionary size.
+    lam : float
+        L1 weight of the codes.
+    n_epochs : int
+        Passes over ``x``.
+    batch_size : int
+        Mini-batch size.
+    D0 : torch.Tensor, optional
+        Starting dictionary ``(n_atoms, n_inputs)`` (default
+        :func:`init_dictionary`).
+    project : bool
+        Keep every atom in the unit ball.
+    n_iter : int
+        FISTA's iteration budget per mini-batch.
+    tol : float
+        FISTA's stopping rule per mini-batch, a relative duality gap (see
+        :func:`ista`).
+    forget : str, float or callable
+        Weight of the old statistics at each batch. ``"auto"`` (the
+        default) follows :func:`forget_factor` with ``nu = 10``: it
         forgets the early batches quickly and then tends to 1, so the
-        statistics average ever more batches and the dictionary settles.
-        A number in [0, 1) is a fixed factor, which follows the latest
-        batches: quick at first, but it levels off at a floor set by
-        mini-batch noise (measured in the chapter "Sparse coding as
-        optimisation"). A callable
-        ``forget(step) -> float`` in [0, 1] sets any other schedule, e.g.
-        ``lambda t: forget_factor(t, rho=1)``.
-    nonneg : constrain the codes to be non-negative (parts-based
-        dictionaries, as for digits).
-    callback : ``callback(epoch, D)`` after every epoch; returning True
-        stops the training. Its time is left out of ``history.seconds``.
+        statistics average ever more batches and the dictionary settles. A
+        number in [0, 1) is a fixed factor, which follows the latest
+        batches. A callable ``forget(step) -> float`` in [0, 1] sets any
+        other schedule, e.g. ``lambda t: forget_factor(t, nu=1)``.
+    nonneg : bool
+        Constrain the codes to be non-negative (parts-based dictionaries,
+        as for digits).
+    generator : torch.Generator, optional
+        Random source of the initial dictionary and the batch order.
+    progress_bar : bool, optional
+        Show a progress bar over the epochs (default: the scale's setting).
+    callback : callable, optional
+        ``callback(epoch, D)`` after every epoch; returning True stops the
+        training. Its time is left out of ``history.seconds``.
 
-    Returns ``(D, history)`` with ``D`` ``(n_atoms, n_inputs)`` and a
-    :class:`DictionaryHistory`. Chapter "Sparse coding as optimisation".
+    Returns
+    -------
+    tuple
+        ``(D, history)``: the dictionary ``(n_atoms, n_inputs)`` and a
+        :class:`DictionaryHistory`.
     """
     import time
 
@@ -780,11 +838,11 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
                 codes[idx] = a
                 objs.append(float(_objective(xb, D, a, lam).mean()))
                 l1s.append(float(a.abs().sum(1).mean()))
-                beta = check_real(f"forget({step})", schedule(step),
-                                  minimum=0, maximum=1)
+                phi = check_real(f"forget({step})", schedule(step),
+                                 minimum=0, maximum=1)
                 step += 1
-                A.mul_(beta).add_(a.T @ a)
-                B.mul_(beta).add_(a.T @ xb)
+                A.mul_(phi).add_(a.T @ a)
+                B.mul_(phi).add_(a.T @ xb)
                 _update_atoms_(D, A, B, project)
         hist.objective.append(sum(objs) / len(objs))
         hist.seconds.append(time.perf_counter() - start - paused)
@@ -799,23 +857,23 @@ def learn_dictionary(x: torch.Tensor, n_atoms: int, lam: float, *,
     return D, hist
 
 
-def forget_factor(step: int, rho: float = 10.0) -> float:
-    """Weight of the old statistics at mini-batch ``step`` (0, 1, ...).
+def forget_factor(step: int, nu: float = 10.0) -> float:
+    """Weight ``phi_t`` of the old statistics at mini-batch ``step``.
 
-    ``(t / (t + 1))^rho`` with ``t = step``: Mairal, Bach, Ponce & Sapiro's
-    (2010) scaling of the past, ``(1 - 1/t)^rho`` for their batches counted
-    from 1. A batch seen at a fraction ``f`` of the way through training
-    keeps a weight of about ``f^rho``, so the statistics remember about the
-    last ``1/(rho + 1)`` of the batches: the codes computed with the poor early
-    dictionaries fade quickly, while the memory still grows without bound
-    and the factor tends to 1. ``rho = 0`` weighs all the batches seen
-    alike; ``rho = 1`` weighs batch ``s`` of ``t`` by ``s / t``, as
-    scikit-learn's ``MiniBatchDictionaryLearning`` does at first.
-    Chapter "Sparse coding as optimisation".
+    ``(t / (t + 1))^nu`` with ``t = step`` (0, 1, ...): Mairal, Bach, Ponce
+    & Sapiro's (2010) scaling of the past, ``(1 - 1/t)^nu`` for their
+    batches counted from 1. A batch seen at a fraction ``f`` of the way
+    through training keeps a weight of about ``f^nu``, so the statistics
+    remember about the last ``1/(nu + 1)`` of the batches: the codes
+    computed with the poor early dictionaries fade quickly, while the
+    memory still grows without bound and the factor tends to 1. ``nu = 0``
+    weighs all the batches seen alike; ``nu = 1`` weighs batch ``s`` of
+    ``t`` by ``s / t``, as scikit-learn's ``MiniBatchDictionaryLearning``
+    does at first. Chapter "Sparse coding as optimisation".
     """
     step = check_int("step", step, minimum=0)
-    rho = check_real("rho", rho, minimum=0)
-    return (step / (step + 1)) ** rho
+    nu = check_real("nu", nu, minimum=0)
+    return (step / (step + 1)) ** nu
 
 
 def atom_recovery(D_learned: torch.Tensor, D_true: torch.Tensor) -> float:

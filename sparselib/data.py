@@ -82,6 +82,25 @@ def _present(path: Path) -> bool:
     return path.is_file() or path.with_name(path.name + ".gz").is_file()
 
 
+def _extract_gz(files):
+    """Decompress ``f.gz`` next to each file ``f`` that exists only as .gz.
+
+    torchvision reads the extracted files only (with ``download=False`` it
+    reports a gzipped copy as missing), so the copies the error message
+    allows are extracted once, in place.
+    """
+    import gzip
+    import shutil
+
+    for f in files:
+        gz = f.with_name(f.name + ".gz")
+        if not f.is_file() and gz.is_file():
+            tmp = f.with_name(f.name + ".part")
+            with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            tmp.replace(f)
+
+
 def load_images(name: str = "MNIST", split: str = "train", *, root=None,
                 download="auto", flatten: bool = False,
                 limit: int | None = None, device=None):
@@ -127,6 +146,10 @@ def load_images(name: str = "MNIST", split: str = "train", *, root=None,
     base = data_root(root)
     files = expected_files(name, split, base)
     missing = [f for f in files if not _present(f)]
+    if not missing:
+        # torchvision checks the files of both splits
+        _extract_gz([f for sp in _SPLITS for f in
+                     expected_files(name, sp, base)])
     want_download = download is True or (download == "auto" and missing)
     if missing and not want_download:
         raise FileNotFoundError(_missing_message(name, split, base, files))

@@ -233,16 +233,16 @@ def test_planted_dictionary_is_recovered():
 def test_forget_factor_hand_computed():
     assert C.forget_factor(0) == 0.0  # nothing to remember yet
     assert C.forget_factor(1) == pytest.approx(0.5 ** 10)
-    assert C.forget_factor(3, rho=2) == pytest.approx(9 / 16)
-    assert C.forget_factor(4, rho=1) == pytest.approx(4 / 5)
-    assert C.forget_factor(7, rho=0) == 1.0
+    assert C.forget_factor(3, nu=2) == pytest.approx(9 / 16)
+    assert C.forget_factor(4, nu=1) == pytest.approx(4 / 5)
+    assert C.forget_factor(7, nu=0) == 1.0
     # hand-derived weights of batches 1..4 after four steps: batch s keeps
-    # (s / 4)^rho -- all equal for rho = 0, proportional to s for rho = 1
-    for rho, want in ((0, [1, 1, 1, 1]), (1, [1 / 4, 2 / 4, 3 / 4, 1]),
+    # (s / 4)^nu -- all equal for nu = 0, proportional to s for nu = 1
+    for nu, want in ((0, [1, 1, 1, 1]), (1, [1 / 4, 2 / 4, 3 / 4, 1]),
                       (2, [1 / 16, 4 / 16, 9 / 16, 1])):
         w = []
         for t in range(4):
-            w = [v * C.forget_factor(t, rho=rho) for v in w] + [1.0]
+            w = [v * C.forget_factor(t, nu=nu) for v in w] + [1.0]
         assert w == pytest.approx(want)
     # it rises towards 1
     seq = [C.forget_factor(t) for t in range(0, 100_000, 97)]
@@ -250,8 +250,8 @@ def test_forget_factor_hand_computed():
     assert 0.9998 < seq[-1] < 1
     with pytest.raises(ValueError, match="step"):
         C.forget_factor(-1)
-    with pytest.raises(ValueError, match="rho"):
-        C.forget_factor(1, rho=-1.0)
+    with pytest.raises(ValueError, match="nu"):
+        C.forget_factor(1, nu=-1.0)
 
 
 def test_auto_forget_is_the_schedule():

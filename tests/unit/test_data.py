@@ -31,6 +31,23 @@ def test_limit_and_flatten(shared_data):
     assert x.shape == (100, 784) and y.shape == (100,)
 
 
+def test_gzipped_files_are_read(shared_data, tmp_path):
+    # the error message allows the files as .gz: they must then load, and
+    # give the same digits as the extracted originals
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+                 "train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        blob = (shared_data / "MNIST" / "raw" / name).read_bytes()
+        (raw / (name + ".gz")).write_bytes(gzip.compress(blob))
+    x, y = data.load_images("MNIST", "test", root=tmp_path,
+                               download=False, limit=50)
+    x0, y0 = data.load_images("MNIST", "test", root=shared_data,
+                                 download=False, limit=50)
+    assert torch.equal(x, x0) and torch.equal(y, y0)
+
+
 def test_missing_folder_is_named(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere"
     monkeypatch.setenv("SPARSELIB_DATA", str(missing))
