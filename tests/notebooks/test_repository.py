@@ -34,9 +34,16 @@ def test_every_badge_and_install_points_at_the_repository():
                 f"{rel}: badge points at {b}")
         for found in re.findall(r"git\+(https://github\.com/[\w./-]+)", text):
             assert found.rstrip("/") == url, f"{rel}: installs from {found}"
+        # any other GitHub repository must be a source in the bibliography
+        # (a chapter names the file of a source's code it describes)
+        cited = set(re.findall(r"https://github\.com/([\w.-]+/[\w.-]+)",
+                               (ROOT / "book" / "references.bib").read_text()))
         for found in re.findall(r"https://github\.com/([\w.-]+/[\w.-]+)",
                                 text):
-            assert found == owner_repo, f"{rel}: links to {found}"
+            found = found.removesuffix(".git")
+            assert found == owner_repo or found in cited, (
+                f"{rel}: links to {found}, neither this repository nor a "
+                "source in book/references.bib")
 
 
 def _requirements(spec):
