@@ -19,7 +19,7 @@ purpose:
 ``plot``          the book's figure style and plotting helpers
 ``widgets``       explorers that are safe to run headless
 ``timing``        fair wall-clock measurements (median, CUDA sync)
-``benchmarks``    speed ratios against scikit-learn, measured in one process
+``benchmarks``    speed ratios against SPAMS and scikit-learn, in one process
 ================  ===========================================================
 
 ``python -m sparselib`` prints this list, importing every module. The
