@@ -78,7 +78,7 @@ def test_objective_gradient_finite_differences(sparsity, kw):
                 float(g.view(-1)[i]), rel=1e-5, abs=1e-8)
 
 
-def test_seed_000_parameter_counts():
+def test_ndlinear_readme_parameter_counts():
     dense = SparseAutoencoder(784, 256)
     nd = SparseAutoencoder((28, 28), (16, 16), layer="ndlinear")
     assert dense.n_parameters() == 784 * 256 + 256 + 256 * 784 + 784 == 402448
