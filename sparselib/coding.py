@@ -10,9 +10,10 @@ with ``alpha=lam`` minimises the same function), which makes it the oracle.
 The gradient of the smooth part is ``(a D - x) D^T``; it is Lipschitz with
 constant ``L = ||D D^T||_2``, the largest squared singular value of ``D``
 (:func:`lipschitz`, by power iteration). ISTA takes a gradient step of size
-``1/L`` and shrinks (:func:`soft_threshold`) -- O(1/k) in objective
-(Daubechies et al. 2004); FISTA adds Nesterov momentum -- O(1/k^2)
-(Beck & Teboulle 2009). :func:`omp` is the greedy alternative that counts
+``1/L`` and shrinks (:func:`soft_threshold`) (Daubechies et al. 2004);
+FISTA adds Nesterov momentum; after ``t`` iterations their objectives are
+within O(1/t) and O(1/t^2) of the optimum (Beck & Teboulle 2009). Both stop
+on a certified duality gap (see :func:`ista`). :func:`omp` is the greedy alternative that counts
 atoms instead of weighing them (Pati et al. 1993). LISTA unrolls ISTA into a
 network whose matrices and thresholds are learned (Gregor & LeCun 2010).
 :func:`learn_dictionary` alternates FISTA codes with a dictionary update that
@@ -318,10 +319,7 @@ def _polish(xDt, G, a, lam, nonneg, n_inputs):
     linear system of :func:`_solve_support`. Returns the candidate codes
     and the rows where the solve worked and kept every sign (so the
     candidate also stays >= 0 with ``nonneg``); the caller keeps a
-    candidate only if its duality gap certifies it. (Correcting a wrong
-    guess -- dropping flipped coefficients, adding violating atoms and
-    solving again -- was measured on the benchmark problems and cost more
-    than it saved.)
+    candidate only if its duality gap certifies it.
     """
     support = a != 0
     sign = torch.sign(a)
@@ -455,9 +453,10 @@ def ista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 10_000, *,
     """Iterative shrinkage-thresholding: codes ``a`` ``(batch, n_atoms)``.
 
     Gradient steps of size ``1/L`` on the smooth part, each followed by the
-    soft threshold at ``lam / L`` -- the objective approaches its optimum
-    as O(1/t) (Daubechies, Defrise & De Mol 2004). The iterations stop when
-    every sample's relative duality gap certifies ``tol``.
+    soft threshold at ``lam / L`` (Daubechies, Defrise & De Mol 2004); the
+    objective approaches its optimum as O(1/t) (Beck & Teboulle 2009). The
+    iterations stop when every sample's duality gap, relative to its
+    objective, is at most ``tol``.
     Chapter "Sparse coding as optimisation".
 
     Parameters
@@ -472,18 +471,21 @@ def ista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 10_000, *,
         Iteration budget: a ceiling, since with ``tol > 0`` the solver
         stops when every sample is certified.
     tol : float
-        The stopping rule, a relative duality gap. Every ``CHECK_EVERY``
-        (10) iterations each sample gets the gap between its objective and
-        the dual value of its scaled residual, a lower bound on the
-        optimum; ``gap <= tol * objective`` certifies that the sample's
-        objective is within ``tol`` (relative) of its optimum. A certified
-        sample stops: its code no longer changes, and on the CPU it leaves
-        the batch. A sample whose support and signs held over the last 10
-        iterations also gets the exact solve on that support, kept when
-        its gap certifies it. ``tol=0`` runs the whole budget with no
-        checks (e.g. to compare with LISTA layer by layer).
+        The stopping rule, a duality gap relative to the objective. Every
+        ``CHECK_EVERY`` iterations each sample gets the gap between its
+        objective ``F(a)`` and the dual value of its scaled residual, a
+        lower bound on the optimum ``F*``; ``gap <= tol * F(a)`` certifies
+        ``(F(a) - F*) / F* <= tol / (1 - tol)``. A certified sample stops:
+        its code no longer changes, and on the CPU it leaves the batch. A
+        sample whose support and signs are the same at two consecutive
+        checks also gets, once per such support, the exact solve on it,
+        kept when its gap certifies it. ``tol=0`` runs the whole budget
+        with no checks (e.g. to compare with LISTA layer by layer). With
+        ``tol > 0`` the budget can run out first: ``info.converged`` then
+        is False and ``info.gap`` says how far the worst sample is.
     step : float, optional
-        Step size; default ``1 / L`` with ``L`` from :func:`lipschitz`.
+        Step size; default ``1 / (STEP_SAFETY * L)`` with ``L`` from
+        :func:`lipschitz` (an estimate from below).
     nonneg : bool
         Constrain the codes to ``a >= 0``.
     a0 : torch.Tensor, optional
@@ -513,7 +515,8 @@ def fista(x: torch.Tensor, D: torch.Tensor, lam, n_iter: int = 10_000, *,
     """FISTA: ISTA with Nesterov momentum; codes ``(batch, n_atoms)``.
 
     Each step starts from an extrapolated point ``a_t + (mu_{t-1} - 1) /
-    mu_t (a_t - a_{t-1})`` with ``mu_{t+1} = (1 + sqrt(1 + 4 mu_t^2)) / 2``.
+    mu_t (a_t - a_{t-1})`` with ``mu_{t+1} = (1 + sqrt(1 + 4 mu_t^2)) / 2``
+    and ``mu_0 = 1`` (so the first step is ISTA's, from ``a0``).
     Same arguments, stopping rule and result as :func:`ista`; the objective
     gap falls as O(1/t^2) instead of O(1/t) (Beck & Teboulle 2009).
     Chapter "Sparse coding as optimisation".
