@@ -16,7 +16,9 @@ below are added here, once the configuration is read:
   show a GitHub link as ``owner/repo``, and a bibliography entry would read
   "URL: numenta/htmpapers" instead of the address.
 
-tests/book checks both in the built pages.
+tests/book checks both in the built pages. It also adds
+``book/_static/output-wrap.css``: a cell output's long line wraps instead of
+running past the edge of its box, where the reader could not see its end.
 """
 
 from __future__ import annotations
@@ -31,5 +33,6 @@ def _theme_options(app, config):
 
 def setup(app):
     app.connect("config-inited", _theme_options)
+    app.add_css_file("output-wrap.css")
     return {"version": "1.0", "parallel_read_safe": True,
             "parallel_write_safe": True}
