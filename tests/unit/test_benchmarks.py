@@ -10,6 +10,16 @@ import torch
 from sparselib import benchmarks, coding
 
 
+def planted_patches():
+    """600 sparse combinations (about 20 % of 12 unit atoms) in 10-d."""
+    g = torch.Generator().manual_seed(0)
+    D_true = torch.randn(12, 10, generator=g)
+    D_true /= D_true.norm(dim=1, keepdim=True)
+    codes = torch.randn(600, 12, generator=g) * \
+        (torch.rand(600, 12, generator=g) < 0.2)
+    return codes @ D_true
+
+
 def test_encoding_benchmark_times_the_default_call_against_lars():
     # the default fista call is certified within 1e-4, so its objective is
     # within 1e-4 of the exact LARS objectives; the exact solvers agree to
@@ -37,12 +47,7 @@ def test_encoding_benchmark_times_the_default_call_against_lars():
 def test_dictionary_benchmark_against_spams():
     if not benchmarks.have_spams():
         pytest.skip("SPAMS not installed (pip install spams-bin)")
-    g = torch.Generator().manual_seed(0)
-    D_true = torch.randn(12, 10, generator=g)
-    D_true /= D_true.norm(dim=1, keepdim=True)
-    codes = torch.randn(600, 12, generator=g) * \
-        (torch.rand(600, 12, generator=g) < 0.2)
-    x = codes @ D_true
+    x = planted_patches()
     r = benchmarks.dictionary_vs_spams(x, 12, 0.1, seconds=(1,),
                                        batch_size=100, max_epochs=3,
                                        device="cpu", n_score=200)
@@ -55,12 +60,7 @@ def test_dictionary_benchmark_against_spams():
 
 
 def test_dictionary_benchmark_reaches_the_sklearn_objective():
-    g = torch.Generator().manual_seed(0)
-    D_true = torch.randn(12, 10, generator=g)
-    D_true /= D_true.norm(dim=1, keepdim=True)
-    codes = torch.randn(600, 12, generator=g) * \
-        (torch.rand(600, 12, generator=g) < 0.2)
-    x = codes @ D_true
+    x = planted_patches()
     r = benchmarks.dictionary_vs_minibatch(x, 12, 0.1, sk_epochs=2,
                                            batch_size=100, device="cpu")
     assert r["reached"] and r["objective_ours"] <= r["objective_sklearn"]

@@ -25,7 +25,7 @@ def test_parameter_count_is_sum_of_axis_maps(in_shape, out_shape):
     assert sum(p.numel() for p in layer.parameters()) == expected
 
 
-def test_seed_000_sizes():
+def test_ndlinear_readme_sizes():
     # (28,28)->(16,16)->(28,28) autoencoder: 928 + 952 parameters.
     enc, dec = NdLinear((28, 28), (16, 16)), NdLinear((16, 16), (28, 28))
     n = sum(p.numel() for m in (enc, dec) for p in m.parameters())
