@@ -40,6 +40,9 @@ __all__ = [
     "union_size_distribution",
     "union_match_probabilities",
     "union_match_probability",
+    "sdr_union",
+    "sdr_intersection",
+    "union_matches",
 ]
 
 
@@ -318,3 +321,141 @@ def union_match_probability(n: int, a: int, m: int,
         u = int(round(n * (1 - (1 - a / n) ** m)))
         return match_probability(n, a, u, theta)
     return float(union_match_probabilities(n, a, [m], theta)[0])
+
+
+def _check_binary(name: str, codes, min_ndim: int = 1) -> torch.Tensor:
+    """``codes`` if it is a bool tensor or holds only 0s and 1s."""
+    check_tensor(name, codes)
+    if codes.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} "
+                         f"dimension(s), got shape {tuple(codes.shape)}")
+    if codes.is_complex():
+        raise TypeError(f"{name} must be a real or bool tensor, got dtype "
+                        f"{codes.dtype}")
+    if codes.dtype != torch.bool and \
+            not bool(((codes == 0) | (codes == 1)).all()):
+        raise ValueError(f"{name} must be binary (bool, or only 0 and 1); "
+                         f"got values outside {{0, 1}}")
+    return codes
+
+
+def sdr_union(codes: torch.Tensor) -> torch.Tensor:
+    """Union (bitwise OR) of binary codes: ``(..., m, n) -> (..., n)``.
+
+    Bit ``j`` of the union is on when it is on in any of the ``m`` codes
+    along dimension ``-2``; leading dimensions are a batch of unions. The
+    result has the dtype of ``codes`` (bool, or 0/1 numbers); the union of
+    ``m = 0`` codes is all zeros. A union stores a set of patterns in one
+    code, and is later asked whether a code belongs to it
+    (:func:`union_matches`; false matches: :func:`union_match_probability`;
+    Ahmad & Hawkins 2016).
+
+    Parameters
+    ----------
+    codes : torch.Tensor
+        Binary codes, shape ``(..., m, n)``: bool, or numbers that are all
+        0 or 1.
+
+    Returns
+    -------
+    torch.Tensor
+        The union, shape ``(..., n)``, dtype of ``codes``.
+
+    Raises
+    ------
+    TypeError
+        If ``codes`` is not a real or bool tensor.
+    ValueError
+        If ``codes`` has fewer than 2 dimensions or values other than 0
+        and 1.
+    """
+    codes = _check_binary("codes", codes, min_ndim=2)
+    return codes.bool().any(dim=-2).to(codes.dtype)
+
+
+def sdr_intersection(codes: torch.Tensor) -> torch.Tensor:
+    """Intersection (bitwise AND) of binary codes: ``(..., m, n) -> (..., n)``.
+
+    Bit ``j`` is on when it is on in every one of the ``m`` codes along
+    dimension ``-2``; leading dimensions are a batch. The result has the
+    dtype of ``codes``; by the usual convention for an empty intersection,
+    that of ``m = 0`` codes is all ones.
+
+    Parameters
+    ----------
+    codes : torch.Tensor
+        Binary codes, shape ``(..., m, n)``: bool, or numbers that are all
+        0 or 1.
+
+    Returns
+    -------
+    torch.Tensor
+        The intersection, shape ``(..., n)``, dtype of ``codes``.
+
+    Raises
+    ------
+    TypeError
+        If ``codes`` is not a real or bool tensor.
+    ValueError
+        If ``codes`` has fewer than 2 dimensions or values other than 0
+        and 1.
+    """
+    codes = _check_binary("codes", codes, min_ndim=2)
+    return codes.bool().all(dim=-2).to(codes.dtype)
+
+
+def union_matches(union: torch.Tensor, x: torch.Tensor,
+                  theta: int) -> torch.Tensor:
+    """Whether each code matches a union: at least ``theta`` shared bits.
+
+    ``union`` is ``(..., n)`` and ``x`` is ``(..., batch, n)``, with
+    leading dimensions broadcast (one union ``(n,)`` against codes
+    ``(batch, n)`` is the common case); the result is a bool tensor
+    ``(..., batch)``. The overlap is counted exactly, as integers. For
+    random codes the rate of (false) matches is
+    :func:`union_match_probability` (Ahmad & Hawkins 2016).
+
+    Parameters
+    ----------
+    union : torch.Tensor
+        Binary union code(s), shape ``(..., n)``, e.g. from
+        :func:`sdr_union`.
+    x : torch.Tensor
+        Binary codes to test, shape ``(..., batch, n)``, on the device of
+        ``union``.
+    theta : int
+        Match threshold, ``>= 0``: a code matches when at least ``theta``
+        of its active bits are on in the union (``theta = a`` asks for all
+        of them).
+
+    Returns
+    -------
+    torch.Tensor
+        Bool, shape ``(..., batch)``.
+
+    Raises
+    ------
+    TypeError
+        If ``union`` or ``x`` is not a real or bool tensor, or ``theta`` is
+        not an integer.
+    ValueError
+        If a code is not binary, the shapes do not fit, the tensors lie on
+        different devices, or ``theta < 0``.
+    """
+    union = _check_binary("union", union, min_ndim=1)
+    x = _check_binary("x", x, min_ndim=2)
+    theta = check_int("theta", theta, minimum=0)
+    check_same({"union": union, "x": x}, dtype=False)
+    if union.shape[-1] != x.shape[-1]:
+        raise ValueError(f"union and x must have the same n (last "
+                         f"dimension); got shapes {tuple(union.shape)} and "
+                         f"{tuple(x.shape)}")
+    try:
+        torch.broadcast_shapes(union.shape[:-1], x.shape[:-2])
+    except RuntimeError:
+        raise ValueError(f"the leading dimensions of union "
+                         f"{tuple(union.shape)} and x {tuple(x.shape)} do "
+                         f"not broadcast (union is (..., n), x is "
+                         f"(..., batch, n))") from None
+    shared = (x.bool() & union.bool().unsqueeze(-2)).sum(dim=-1)
+    return shared >= theta

@@ -240,3 +240,135 @@ def test_union_curve_rejects_fractional_m():
         sdr.union_match_probabilities(300, 10, [1, 2.5])
     with pytest.raises(ValueError, match="m must be >= 0, got -1"):
         sdr.union_match_probabilities(300, 10, np.array([-1, 2]))
+
+
+# --------------------------------------------------------------------------
+# set operations: union, intersection, matching a union
+
+A3 = torch.tensor([[1, 1, 0, 0, 0],
+                   [0, 1, 1, 0, 0],
+                   [0, 1, 0, 0, 1]])
+
+
+def test_union_and_intersection_hand_cases():
+    assert sdr.sdr_union(A3).tolist() == [1, 1, 1, 0, 1]
+    assert sdr.sdr_intersection(A3).tolist() == [0, 1, 0, 0, 0]
+    assert sdr.sdr_union(A3[:2]).tolist() == [1, 1, 1, 0, 0]
+    # the dtype is kept: bool in, bool out; float in, float out
+    u = sdr.sdr_union(A3.bool())
+    assert u.dtype == torch.bool and u.tolist() == [True] * 3 + [False, True]
+    assert sdr.sdr_intersection(A3.float()).dtype == torch.float32
+    # a batch of unions (..., m, n): one per leading index
+    stack = torch.stack([A3, 1 - A3])
+    # (bit 1 is on in every row of A3, so off in every row of 1 - A3)
+    assert sdr.sdr_union(stack).tolist() == [[1, 1, 1, 0, 1],
+                                             [1, 0, 1, 1, 1]]
+    assert sdr.sdr_intersection(stack).tolist() == [[0, 1, 0, 0, 0],
+                                                    [0, 0, 0, 1, 0]]
+    # no codes: the empty union is empty, the empty intersection is all
+    assert sdr.sdr_union(torch.zeros(0, 4)).tolist() == [0.0] * 4
+    assert sdr.sdr_intersection(torch.zeros(0, 4)).tolist() == [1.0] * 4
+
+
+def test_union_matches_hand_case():
+    union = sdr.sdr_union(A3)  # bits 0, 1, 2, 4
+    probes = torch.tensor([[1, 0, 0, 1, 0],    # 1 of 2 in the union
+                           [1, 0, 1, 0, 1],    # 3 of 3
+                           [0, 0, 0, 1, 0],    # 0 of 1
+                           [0, 0, 0, 0, 0]])   # nothing
+    assert sdr.union_matches(union, probes, 1).tolist() == [
+        True, True, False, False]
+    assert sdr.union_matches(union, probes, 3).tolist() == [
+        False, True, False, False]
+    assert sdr.union_matches(union, probes, 0).all()
+    # float and bool codes mixed; one union per batch of probes
+    unions = torch.stack([union, torch.zeros(5, dtype=union.dtype)]).bool()
+    out = sdr.union_matches(unions, torch.stack([probes, probes]).float(), 1)
+    assert out.tolist() == [[True, True, False, False], [False] * 4]
+
+
+def test_union_false_match_rate_against_exact_theory():
+    # fresh random codes against unions of m random codes: each trial uses
+    # its own union and one probe, so hits ~ Binomial(trials, p_exact)
+    n, a, m, theta, trials = 100, 5, 15, 4, 6000
+    exact = sdr.union_match_probability(n, a, m, theta)
+    assert 0.1 < exact < 0.5
+    g = torch.Generator().manual_seed(0)
+    unions = sdr.sdr_union(
+        sdr.random_sdr(trials * m, n, a, generator=g).view(trials, m, n))
+    probes = sdr.random_sdr(trials, n, a, generator=g).view(trials, 1, n)
+    hits = sdr.union_matches(unions, probes, theta)
+    assert hits.shape == (trials, 1)
+    rate = hits.float().mean().item()
+    se = math.sqrt(exact * (1 - exact) / trials)
+    assert abs(rate - exact) < 4 * se
+    # the union's own members always match it in full
+    members = sdr.random_sdr(m, n, a, generator=g)
+    assert sdr.union_matches(sdr.sdr_union(members), members, a).all()
+
+
+binary_codes = st.integers(1, 5).flatmap(lambda m: st.integers(1, 12).flatmap(
+    lambda n: st.lists(st.lists(st.integers(0, 1), min_size=n, max_size=n),
+                       min_size=m, max_size=m)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=binary_codes)
+def test_set_operations_agree_with_python_sets(rows):
+    codes = torch.tensor(rows)
+    sets = [{j for j, b in enumerate(r) if b} for r in rows]
+    union = sdr.sdr_union(codes)
+    inter = sdr.sdr_intersection(codes)
+    assert {j for j, b in enumerate(union.tolist()) if b} == \
+        set().union(*sets)
+    assert {j for j, b in enumerate(inter.tolist()) if b} == \
+        set.intersection(*sets)
+    sizes = codes.sum(1)
+    assert union.sum() >= sizes.max()
+    assert inter.sum() <= sizes.min()
+    if len(rows) >= 2:  # inclusion-exclusion for two codes
+        a, b = codes[0], codes[1]
+        pair = codes[:2]
+        assert sdr.sdr_union(pair).sum() == \
+            a.sum() + b.sum() - sdr.sdr_intersection(pair).sum()
+        assert sdr.overlap(a[None], b[None]).item() == \
+            sdr.sdr_intersection(pair).sum().item()
+    # matching the union at theta = |x| means x is a subset of it
+    for r, s in zip(codes, sets):
+        assert sdr.union_matches(union, r[None], len(s)).item()
+
+
+def test_set_operations_bad_input():
+    with pytest.raises(ValueError, match=r"codes must be binary"):
+        sdr.sdr_union(torch.tensor([[0.0, 0.5]]))
+    with pytest.raises(ValueError, match=r"codes must be binary"):
+        sdr.sdr_intersection(torch.tensor([[2, 0]]))
+    with pytest.raises(ValueError, match="codes must have at least 2"):
+        sdr.sdr_union(torch.tensor([1, 0]))
+    with pytest.raises(TypeError, match="codes must be a torch.Tensor"):
+        sdr.sdr_union([[1, 0]])
+    u = torch.tensor([1, 0, 1])
+    with pytest.raises(ValueError, match="x must be binary"):
+        sdr.union_matches(u, torch.tensor([[1, -1, 0]]), 1)
+    with pytest.raises(ValueError, match="union must be binary"):
+        sdr.union_matches(u * 3, torch.tensor([[1, 0, 0]]), 1)
+    with pytest.raises(ValueError, match="theta must be >= 0, got -1"):
+        sdr.union_matches(u, torch.tensor([[1, 0, 0]]), -1)
+    with pytest.raises(TypeError, match="theta must be an integer"):
+        sdr.union_matches(u, torch.tensor([[1, 0, 0]]), 1.0)
+    with pytest.raises(ValueError, match="same n"):
+        sdr.union_matches(u, torch.tensor([[1, 0]]), 1)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        sdr.union_matches(torch.ones(2, 3), torch.ones(3, 4, 3), 1)
+
+
+@pytest.mark.gpu
+def test_set_operations_on_cuda():
+    g = torch.Generator(device="cuda").manual_seed(0)
+    codes = sdr.random_sdr(30, 200, 10, generator=g).view(3, 10, 200)
+    union = sdr.sdr_union(codes)
+    assert union.device.type == "cuda"
+    assert torch.equal(union.cpu(), sdr.sdr_union(codes.cpu()))
+    assert torch.equal(sdr.sdr_intersection(codes).cpu(),
+                       sdr.sdr_intersection(codes.cpu()))
+    assert sdr.union_matches(union, codes, 10).all()
