@@ -10,6 +10,9 @@ purpose:
 ``codes``         local / dense / sparse codebooks, damage, recognition
 ``coding``        sparse coding: ISTA, FISTA, LISTA, dictionary learning
 ``layers``        NdLinear, nearest Kronecker product, TopK, conv decoders
+``kwinners``      k-winners-take-all layers with boosting and duty cycles
+``embedder``      binary SDR embedder: kWTA codes, triplet loss, centroids
+``information``   mutual information in bits: binning, KSG, MINE
 ``losses``        reconstruction losses, L1 and KL sparsity penalties
 ``autoencoders``  sparse autoencoders: KL, L1, TopK (AuxK); Linear or NdLinear
 ``classifiers``   MLP / CNN / joint conv autoencoder with L1 on their activity
@@ -39,8 +42,8 @@ inputs) and works under autograd and ``torch.no_grad``.
 """
 
 from . import (autoencoders, benchmarks, classifiers, codes, coding, data,
-               layers, losses, metrics, plot, sdr, timing, train, utils,
-               widgets)
+               embedder, information, kwinners, layers, losses, metrics,
+               plot, sdr, timing, train, utils, widgets)
 from .utils import (RunConfig, get_device, glue, progress, resolve_scale,
                     sci, seed_everything, setup)
 
@@ -48,7 +51,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "autoencoders", "benchmarks", "classifiers", "codes", "coding", "data",
-    "layers",
+    "embedder", "information", "kwinners", "layers",
     "losses", "metrics", "plot", "sdr", "timing", "train", "utils", "widgets",
     "RunConfig", "get_device", "glue", "progress", "resolve_scale",
     "sci", "seed_everything",
