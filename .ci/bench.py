@@ -12,7 +12,10 @@ scikit-learn ``lasso_lars`` on whitened 8x8 natural-image patches, for
 batches of 200 to 10,000 and dictionaries of 64 to 256 atoms (random
 unit-norm atoms, and atoms learned on other patches), lam = 0.1.
 Dictionary learning: time to SPAMS ``trainDL``'s objective after 1, 3 and
-10 s on 20,000 patches, 128 atoms, lam = 0.2. SPAMS comes from the
+10 s on 20,000 patches, 128 atoms, lam = 0.2. k-winners: forward + backward
+of ``sl.kwinners`` layers in ReLU units, against a bare ``topk`` threshold
+and nupic.torch's threshold path written out (``--only kwinners`` runs
+just that table). SPAMS comes from the
 ``spams-bin`` package (the ``bench`` extra); without it those columns are
 skipped, with a message.
 """
@@ -31,13 +34,31 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def kwinners_table(args) -> None:
+    rows = sl.benchmarks.kwinners_speed(repeat=3 if args.quick else 30,
+                                        device=args.device)
+    print(f"{'k-winners shape':>18} {'k':>5} {'ReLU ms':>8} {'topk x':>7} "
+          f"{'nupic path x':>12} {'ours x':>7} {'ours/nupic':>10}")
+    for r in rows:
+        print(f"{str(r['shape']):>18} {r['k']:>5} "
+              f"{r['relu_s'] * 1e3:>8.3f} {r['topk_x']:>7.1f} "
+              f"{r['reference_x']:>12.1f} {r['ours_x']:>7.1f} "
+              f"{r['ours_vs_reference']:>10.2f}", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=".ci/bench.py",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes only (a smoke test)")
+    parser.add_argument("--only", choices=("coding", "kwinners"),
+                        help="run one of the two benchmarks")
     args = parser.parse_args(argv)
+    if args.only != "coding":
+        kwinners_table(args)
+    if args.only == "kwinners":
+        return 0
     spams = sl.benchmarks.have_spams()
     if not spams:
         print("SPAMS not installed (pip install spams-bin): its columns are "

@@ -17,6 +17,9 @@ line.
   SPAMS's ``trainDL`` reaches in a given time.
 * :func:`dictionary_vs_minibatch` -- the same against scikit-learn's
   ``MiniBatchDictionaryLearning``.
+* :func:`kwinners_speed` -- forward + backward of the k-winners layers of
+  :mod:`sparselib.kwinners` in training mode, against a ReLU, a bare
+  ``topk`` threshold and nupic.torch's algorithm re-implemented.
 
 Needs scikit-learn; SPAMS where named (:func:`have_spams` says whether it
 is installed). Introduced in the chapter "Sparse coding as optimisation".
@@ -32,7 +35,8 @@ from .coding import fista, learn_dictionary, objective
 from .utils import check_int, check_real, get_device
 
 __all__ = ["have_spams", "encoding_vs_references", "mean_objective",
-           "dictionary_vs_spams", "dictionary_vs_minibatch"]
+           "dictionary_vs_spams", "dictionary_vs_minibatch",
+           "KWINNERS_SHAPES", "kwinners_speed"]
 
 
 def have_spams() -> bool:
@@ -267,3 +271,141 @@ def dictionary_vs_minibatch(x: torch.Tensor, n_atoms: int, lam: float, *,
             "epochs_ours": len(scores), "objective_sklearn": obj_sk,
             "objective_ours": scores[-1] if scores else float("nan"),
             "D_sklearn": D_sk.cpu(), "D_ours": D_ours.cpu()}
+
+
+#: Shapes ``(input shape, k)`` of the k-winners speed benchmark: a wide and
+#: a long batch at 10 % winners, the hidden layer of the sparse CNN of "How
+#: Can We Be So Dense?" (700 units, k = 100) and its first conv layer's maps
+#: with global winners (32 x 24 x 24, k = 400).
+KWINNERS_SHAPES = (((256, 4096), 410), ((1000, 1024), 102),
+                   ((64, 700), 100), ((64, 32, 24, 24), 400))
+
+
+def _nupic_reference(x, duty, k, boost_strength, state):
+    """nupic.torch's threshold path written out: boost, the k-th largest
+    boosted value by ``kthvalue``, ``masked_fill``, and the duty-cycle
+    update from the output."""
+    bsz = x.shape[0]
+    xf = x.reshape(bsz, -1)
+    n = xf.shape[1]
+    boosted = xf.detach() * torch.exp((k / n - duty) * boost_strength)
+    kth = boosted.kthvalue(n - k + 1, dim=1, keepdim=True).values
+    y = xf.masked_fill(boosted < kth, 0)
+    state["seen"] += bsz
+    period = min(1000, state["seen"])
+    duty.mul_(period - bsz).add_((y > 0).sum(0, dtype=duty.dtype))
+    duty.div_(period)
+    return y
+
+
+def kwinners_speed(shapes=KWINNERS_SHAPES, *, repeat: int = 30,
+                   boost_strength: float = 1.0, device=None,
+                   seed: int = 0) -> list[dict]:
+    """Time forward + backward of the k-winners layers against references.
+
+    For each ``(shape, k)`` of ``shapes`` (2-d ``(batch, n)`` for
+    :class:`~sparselib.kwinners.KWinners`, 4-d ``(batch, C, H, W)`` for
+    :class:`~sparselib.kwinners.KWinners2d` with global winners), four
+    functions run forward and backward on the same fixed input, in training
+    mode (duty cycles updated, boosting on):
+
+    * ``relu`` -- ``torch.relu``, the unit of the table;
+    * ``topk`` -- a bare ``topk`` threshold with ``masked_fill`` (no
+      boosting, no duty cycles);
+    * ``reference`` -- nupic.torch's threshold path written out
+      (``kthvalue`` of the boosted values, ``masked_fill``, duty cycles);
+    * ``ours`` -- the sparselib layer.
+
+    The four alternate within each of ``repeat`` rounds and each keeps its
+    fastest round, so that a busy moment slows all four alike.
+
+    Parameters
+    ----------
+    shapes : sequence of (tuple, int)
+        Input shapes and numbers of winners.
+    repeat : int, default 30
+        Rounds of timing.
+    boost_strength : float, default 1.0
+        Boost strength of the layer and the reference.
+    device : str or torch.device, optional
+        Default: CUDA when present, else the CPU.
+    seed : int, default 0
+        Seed of the inputs.
+
+    Returns
+    -------
+    list of dict
+        One row per shape: ``shape``, ``k``, ``relu_s`` (seconds), and the
+        times of ``topk``, ``reference`` and ``ours`` in ReLU units
+        (``topk_x``, ``reference_x``, ``ours_x``) and ``ours_vs_reference``.
+
+    Chapter "k-winners-take-all and binary SDR embeddings".
+    """
+    from .kwinners import KWinners, KWinners2d
+
+    repeat = check_int("repeat", repeat, minimum=1)
+    boost_strength = check_real("boost_strength", boost_strength,
+                                minimum=0.0)
+    dev = get_device(device)
+    rows = []
+    gen = torch.Generator().manual_seed(check_int("seed", seed))
+    for shape, k in shapes:
+        shape = tuple(int(s) for s in shape)
+        if len(shape) not in (2, 4):
+            raise ValueError(f"shapes must hold 2-d or 4-d input shapes; got "
+                             f"{shape}")
+        n = 1
+        for s in shape[1:]:
+            n *= s
+        k = check_int("k", k, minimum=1, maximum=n)
+        x0 = torch.randn(shape, generator=gen).to(dev)
+        g = torch.randn(shape, generator=gen).to(dev)
+        if len(shape) == 2:
+            layer = KWinners(n, k / n, boost_strength=boost_strength)
+        else:
+            layer = KWinners2d(shape[1], k / n,
+                               boost_strength=boost_strength)
+        layer = layer.to(dev).train()
+        duty = torch.zeros(n, device=dev)
+        state = {"seen": 0}
+
+        def relu():
+            x = x0.clone().requires_grad_()
+            torch.relu(x).backward(g)
+
+        def topk():
+            x = x0.clone().requires_grad_()
+            xf = x.reshape(shape[0], -1)
+            kth = xf.detach().topk(k, dim=1, sorted=False).values.amin(
+                1, keepdim=True)
+            xf.masked_fill(xf.detach() < kth, 0).backward(
+                g.reshape(shape[0], -1))
+
+        def reference():
+            x = x0.clone().requires_grad_()
+            _nupic_reference(x, duty, k, boost_strength, state).backward(
+                g.reshape(shape[0], -1))
+
+        def ours():
+            x = x0.clone().requires_grad_()
+            layer(x).backward(g)
+
+        fns = {"relu": relu, "topk": topk, "reference": reference,
+               "ours": ours}
+        best = dict.fromkeys(fns, float("inf"))
+        for f in fns.values():  # warm-up
+            f()
+        for _ in range(repeat):
+            for name, f in fns.items():
+                _sync(dev)
+                t0 = time.perf_counter()
+                f()
+                _sync(dev)
+                best[name] = min(best[name], time.perf_counter() - t0)
+        r = best["relu"]
+        rows.append({"shape": shape, "k": k, "relu_s": r,
+                     "topk_x": best["topk"] / r,
+                     "reference_x": best["reference"] / r,
+                     "ours_x": best["ours"] / r,
+                     "ours_vs_reference": best["ours"] / best["reference"]})
+    return rows

@@ -89,3 +89,38 @@ def test_dictionary_benchmark_scores_on_the_first_n_score_rows():
         benchmarks.mean_objective(head, r["D_ours"], 0.3))
     with pytest.raises(ValueError, match="n_score"):
         benchmarks.dictionary_vs_minibatch(x, 6, 0.3, n_score=0)
+
+
+def test_kwinners_speed_rows_and_ratios():
+    rows = benchmarks.kwinners_speed([((8, 50), 5), ((4, 3, 5, 5), 7)],
+                                     repeat=1)
+    assert [r["shape"] for r in rows] == [(8, 50), (4, 3, 5, 5)]
+    assert [r["k"] for r in rows] == [5, 7]
+    for r in rows:
+        assert r["relu_s"] > 0
+        for key in ("topk_x", "reference_x", "ours_x"):
+            assert r[key] > 0
+        assert r["ours_vs_reference"] == pytest.approx(
+            r["ours_x"] / r["reference_x"])
+
+
+def test_kwinners_speed_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="2-d or 4-d"):
+        benchmarks.kwinners_speed([((8, 5, 5), 3)], repeat=1)
+    with pytest.raises(ValueError, match="k must be <= 50"):
+        benchmarks.kwinners_speed([((8, 50), 51)], repeat=1)
+
+
+def test_nupic_reference_path_matches_the_layer():
+    # the written-out reference and sparselib's layer pick the same winners
+    # and update the duty cycles alike (boost on, distinct values)
+    from sparselib.kwinners import KWinners
+    torch.manual_seed(0)
+    layer = KWinners(40, 0.1, boost_strength=1.5)
+    duty = torch.zeros(40)
+    state = {"seen": 0}
+    for _ in range(3):
+        x = torch.randn(16, 40)
+        y_ref = benchmarks._nupic_reference(x, duty, layer.k, 1.5, state)
+        torch.testing.assert_close(layer(x), y_ref)
+        torch.testing.assert_close(layer.duty_cycle, duty)
