@@ -602,9 +602,9 @@ class KWinners2d(KWinnersBase):
                              f"shape {tuple(x.shape)}")
         n = x.shape[1] * x.shape[2] * x.shape[3]
         if self.n == 0:
-            self.n = n
             if not self.local:
-                self._set_k(n)
+                self._set_k(n)  # raises before n is set if k would be 0
+            self.n = n
         elif n != self.n:
             raise ValueError(f"x must have C * H * W = {self.n} values per "
                              f"sample, as at the first forward; got shape "

@@ -1068,11 +1068,6 @@ def test_k_zero_from_rounding_is_rejected():
         kw.KWinners2d(0, 0.5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "KWinners2d.forward sets self.n before _set_k validates k: after a "
-    "first forward that raises (k = 0), the layer keeps n and k = 0, so the "
-    "same input then fails with an IndexError from amin and another shape "
-    "is refused 'as at the first forward'"))
 def test_kwinners2d_failed_first_forward_leaves_the_layer_unset():
     m = kw.KWinners2d(2, 0.1)
     with pytest.raises(ValueError, match=r"\bk=0\b"):
