@@ -33,7 +33,13 @@ pytorch-mighty); this module re-derives its pieces from their formulas:
 * :func:`class_centroids`, :func:`nearest_centroid_predict`,
   :func:`nearest_centroid_accuracy` -- how the source scores an embedding:
   each class's mean code, binarised by the same kWTA, and the label of the
-  nearest centroid.
+  nearest centroid; :func:`embedding_accuracy` does all three for a model.
+* :func:`train_embedder` and :func:`fit_softmax` -- the two training
+  protocols the chapter compares: the embedder with the triplet loss
+  (scored by :func:`embedding_accuracy`) and the same MLP with a softmax
+  head and cross-entropy (scored by its arg-max), both with Adam on the
+  same batches, evaluated on a validation split after every epoch and
+  returned at their best epoch (:class:`TrainResult`).
 
 How often each bit fires, how many never do and the entropy of the code
 are measured with :func:`sparselib.metrics.duty_cycle`,
@@ -54,13 +60,16 @@ Introduced in the chapter "k-winners-take-all and binary SDR embeddings".
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .data import loader as make_loader
+from .train import History, accuracy, batched_apply, fit
 from .utils import (check_choice, check_int, check_probability, check_real,
-                    check_same, check_tensor)
+                    check_same, check_tensor, progress)
 
 __all__ = [
     "SOFT_KINDS",
@@ -80,6 +89,10 @@ __all__ = [
     "class_centroids",
     "nearest_centroid_predict",
     "nearest_centroid_accuracy",
+    "embedding_accuracy",
+    "TrainResult",
+    "train_embedder",
+    "fit_softmax",
 ]
 
 #: The squashing functions of :func:`soft_kwta`.
@@ -160,7 +173,8 @@ def kwta_threshold(x: torch.Tensor, k: int) -> torch.Tensor:
     ``t_i = (x_i(k) + x_i(k+1)) / 2``, with ``x_i(j)`` the ``j``-th largest
     value of row ``i``: exactly the ``k`` largest values lie above it when
     the two differ. The threshold is differentiable (through
-    :func:`torch.topk`); :func:`soft_kwta` detaches it. Chapter
+    :func:`torch.topk`: half the gradient goes to each of the two values),
+    and :func:`soft_kwta` keeps that gradient. Chapter
     "k-winners-take-all and binary SDR embeddings".
 
     Parameters
@@ -248,8 +262,17 @@ def soft_kwta(x: torch.Tensor, sparsity: float, hardness: float,
     """Soft k-winners-take-all: a sigmoid step at the kWTA threshold.
 
     ``y = f(hardness * (x - t))`` with ``t`` the midpoint threshold of
-    :func:`kwta_threshold` (``k = ceil(sparsity * D)``), detached: the
-    gradient reaches ``x`` through ``f`` only. ``f`` is the logistic
+    :func:`kwta_threshold` (``k = ceil(sparsity * D)``). The gradient
+    reaches ``x`` through ``f`` and through ``t`` (whose gradient goes to
+    the ``k``-th and ``(k+1)``-th largest values of the row), as in the
+    source, where the threshold comes from a differentiable sort. Adding
+    a constant to a row moves ``t`` with it and leaves ``y`` unchanged, so
+    the gradient of any loss sums to zero over each row (without ties). A
+    detached threshold would break that: it reports a gradient along this
+    direction, in which the output cannot change, and in our trial runs
+    an embedder trained with it by Adam grew its pre-activations by two
+    orders of magnitude and collapsed to one code for almost every input.
+    ``f`` is the logistic
     sigmoid (``kind="sigmoid"``) or PyTorch's hard sigmoid
     ``clamp(z / 6 + 1/2, 0, 1)`` (``kind="hardsigmoid"``, exactly 0 or 1
     once ``|z| >= 3``). Winners give values above 1/2, losers below; as
@@ -286,7 +309,7 @@ def soft_kwta(x: torch.Tensor, sparsity: float, hardness: float,
     k = kwta_k(sparsity, x.shape[1])
     hardness = check_real("hardness", hardness, minimum=0, min_open=True)
     kind = check_choice("kind", kind, SOFT_KINDS)
-    z = hardness * (x - kwta_threshold(x, k).detach())
+    z = hardness * (x - kwta_threshold(x, k))
     return torch.sigmoid(z) if kind == "sigmoid" else F.hardsigmoid(z)
 
 
@@ -955,3 +978,332 @@ def nearest_centroid_accuracy(codes: torch.Tensor, labels: torch.Tensor,
     if labels.shape[0] == 0:
         raise ValueError("codes must have at least one row")
     return float((pred == labels).to(torch.float64).mean())
+
+
+@torch.no_grad()
+def embedding_accuracy(model: nn.Module, x_ref: torch.Tensor,
+                       y_ref: torch.Tensor, x: torch.Tensor,
+                       y: torch.Tensor, n_classes: int = 10,
+                       metric: str = "cosine",
+                       batch_size: int = 1024) -> float:
+    """Nearest-binarised-centroid accuracy of an embedder on ``(x, y)``.
+
+    The source's score for an embedding: the binary codes of the reference
+    inputs ``x_ref`` (the training set) give one centroid per class
+    (:func:`class_centroids`, binarised at the model's sparsity); each
+    code of ``x`` is labelled by its nearest centroid
+    (:func:`nearest_centroid_accuracy`). Codes come from ``model.embed``
+    in batches; nothing in the model changes. Chapter "k-winners-take-all
+    and binary SDR embeddings".
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Has ``embed(x) -> (batch, D)`` binary codes and a ``sparsity``
+        attribute, e.g. :class:`SDREmbedder`.
+    x_ref : torch.Tensor
+        ``(N_ref, ...)`` inputs that define the centroids.
+    y_ref : torch.Tensor
+        ``(N_ref,)`` integer labels in ``[0, n_classes)``.
+    x : torch.Tensor
+        ``(N, ...)`` inputs to score, ``N >= 1``.
+    y : torch.Tensor
+        ``(N,)`` integer labels.
+    n_classes : int, default 10
+        Number of classes (>= 1).
+    metric : str, default "cosine"
+        ``"cosine"`` or ``"euclidean"`` (:func:`nearest_centroid_predict`).
+    batch_size : int, default 1024
+        Inputs embedded at once (>= 1).
+
+    Returns
+    -------
+    float
+        Accuracy in [0, 1].
+
+    Raises
+    ------
+    TypeError
+        If ``model`` has no ``embed`` method or ``sparsity``, or a label
+        tensor is not integer.
+    ValueError
+        If the shapes disagree or a reference label is out of range.
+    """
+    _check_embedder(model)
+    codes_ref = batched_apply(model.embed, x_ref, batch_size)
+    centroids = class_centroids(codes_ref, y_ref, n_classes, model.sparsity)
+    codes = batched_apply(model.embed, x, batch_size)
+    return nearest_centroid_accuracy(codes, y, centroids, metric)
+
+
+def _check_embedder(model):
+    if not callable(getattr(model, "embed", None)) or \
+            not hasattr(model, "sparsity"):
+        raise TypeError(f"model must have an embed() method and a sparsity "
+                        f"attribute (an SDREmbedder); got "
+                        f"{type(model).__name__}")
+    return model
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_embedder` and :func:`fit_softmax` return.
+
+    The model itself is changed in place and left at its best epoch.
+    Chapter "k-winners-take-all and binary SDR embeddings".
+
+    Attributes
+    ----------
+    history : sparselib.train.History
+        ``step["loss"]``: every optimiser step's loss. ``epoch`` holds one
+        value per epoch: ``"epoch"`` (from 1), ``"loss"`` (mean training
+        loss), ``"seconds"`` (training time, evaluation excluded),
+        ``"accuracy"`` (validation accuracy at the end of the epoch) and,
+        for a model with them, ``"sparsity"`` and ``"hardness"`` (the
+        values the epoch was trained and evaluated with).
+    best_epoch : int
+        The selected epoch (from 1): the highest validation accuracy among
+        the epochs from ``select_from`` on, the earliest on ties.
+    best_accuracy : float
+        Its validation accuracy.
+    """
+
+    history: History
+    best_epoch: int
+    best_accuracy: float
+
+
+def _check_xy(x, y, name_x, name_y):
+    check_tensor(name_x, x, floating=True)
+    if x.ndim < 2:
+        raise ValueError(f"{name_x} must hold one input per row (at least "
+                         f"2-d); got shape {tuple(x.shape)}")
+    _check_labels(y, x.shape[0], name_y)
+    if x.shape[0] == 0:
+        raise ValueError(f"{name_x} must have at least one row")
+
+
+def _train_selected(model, loss_fn, score, x, y, n_epochs, *, scheduler,
+                    select_from, batch_size, lr, weight_decay, seed,
+                    show, desc):
+    """Adam on shuffled batches; score after each epoch; keep the best."""
+    n_epochs = check_int("n_epochs", n_epochs, minimum=1)
+    select_from = check_int("select_from", select_from, minimum=1,
+                            maximum=n_epochs)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    lr = check_real("lr", lr, minimum=0, min_open=True)
+    weight_decay = check_real("weight_decay", weight_decay, minimum=0)
+    seed = check_int("seed", seed, minimum=0)
+    if scheduler is not None and not callable(getattr(scheduler, "step",
+                                                      None)):
+        raise TypeError(f"scheduler must have a step() method (a "
+                        f"KWTAScheduler) or be None; got "
+                        f"{type(scheduler).__name__}")
+    data = make_loader(x, y, batch_size=batch_size,
+                       generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.Adam(model.parameters(), lr=lr,
+                           weight_decay=weight_decay)
+    knobs = [k for k in ("sparsity", "hardness") if hasattr(model, k)]
+    hist = History()
+    best_acc, best_epoch, best_state, best_knobs = -math.inf, 0, None, {}
+    for epoch in progress(range(1, n_epochs + 1), desc=desc, enabled=show):
+        h = fit(model, data, loss_fn, opt, 1, progress=False)
+        model.eval()
+        with torch.no_grad():
+            acc = float(score(model))
+        model.train()
+        hist.step["loss"].extend(h.step["loss"])
+        hist.epoch["epoch"].append(epoch)
+        for key in ("loss", "seconds"):
+            hist.epoch[key].append(h.epoch[key][0])
+        hist.epoch["accuracy"].append(acc)
+        now = {k: getattr(model, k) for k in knobs}
+        for k, v in now.items():
+            hist.epoch[k].append(float(v))
+        if epoch >= select_from and acc > best_acc:
+            best_acc, best_epoch, best_knobs = acc, epoch, now
+            best_state = {k: v.detach().clone()
+                          for k, v in model.state_dict().items()}
+        if scheduler is not None:
+            scheduler.step()
+    model.load_state_dict(best_state)
+    for k, v in best_knobs.items():
+        setattr(model, k, v)
+    model.eval()
+    return TrainResult(history=hist, best_epoch=best_epoch,
+                       best_accuracy=best_acc)
+
+
+def train_embedder(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   x_val: torch.Tensor, y_val: torch.Tensor, n_epochs: int,
+                   *, margin: float = 0.5, mining: str = "all",
+                   scheduler=None, select_from: int = 1,
+                   batch_size: int = 64, lr: float = 1e-3,
+                   weight_decay: float = 1e-5, seed: int = 0,
+                   n_classes: int = 10, progress: bool | None = None,
+                   desc: str = "triplet") -> TrainResult:
+    """Train an embedder with the triplet loss; keep its best epoch.
+
+    Each epoch runs Adam (learning rate ``lr``, ``weight_decay``) over
+    shuffled batches of ``(x, y)`` (the order fixed by ``seed``),
+    minimising :func:`triplet_loss_cosine` of the model's (soft) outputs
+    (:func:`sparselib.train.fit`, which reads no value back during the
+    epoch). After each epoch the model is scored on the validation split
+    with :func:`embedding_accuracy` (centroids from the codes of ``x``),
+    and then ``scheduler.step()`` is called, so an epoch is trained and
+    scored with the same sparsity and hardness. At the end the model is
+    loaded with the weights, buffers (synaptic scaling's firing rates),
+    sparsity and hardness of the best epoch from ``select_from`` on, and
+    left in evaluation mode. Adam with learning rate ``1e-3`` and weight
+    decay ``1e-5`` is the optimiser of EmbedderSDR's code (main.py); the
+    batch size is our choice. Chapter "k-winners-take-all and binary SDR
+    embeddings".
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An embedder with ``embed`` and ``sparsity`` (:class:`SDREmbedder`);
+        its forward output goes into the loss.
+    x : torch.Tensor
+        ``(N, ...)`` floating-point training inputs.
+    y : torch.Tensor
+        ``(N,)`` integer labels in ``[0, n_classes)``.
+    x_val : torch.Tensor
+        ``(N_val, ...)`` validation inputs (held out of ``x``).
+    y_val : torch.Tensor
+        ``(N_val,)`` their labels.
+    n_epochs : int
+        Passes over ``(x, y)`` (>= 1).
+    margin : float, default 0.5
+        The triplet margin (the source's 0.5).
+    mining : str, default "all"
+        ``"all"`` or ``"hard"`` (:func:`triplet_loss_cosine`).
+    scheduler : object, optional
+        Stepped once after each epoch's evaluation, e.g. a
+        :class:`KWTAScheduler` on ``model``.
+    select_from : int, default 1
+        The first epoch eligible for selection, in ``[1, n_epochs]`` (e.g.
+        the first epoch trained at the schedule's final sparsity).
+    batch_size : int, default 64
+        Examples per step (>= 1). The ``"all"`` loss costs ``B**3``.
+    lr : float, default 1e-3
+        Adam's learning rate (> 0).
+    weight_decay : float, default 1e-5
+        Adam's L2 weight decay (>= 0).
+    seed : int, default 0
+        Seeds the shuffling (not the model's initial weights).
+    n_classes : int, default 10
+        Number of classes, for the centroids.
+    progress : bool, optional
+        Show a bar over the epochs (``None``: yes unless at quick scale).
+    desc : str, default "triplet"
+        The bar's label.
+
+    Returns
+    -------
+    TrainResult
+        The history, the selected epoch and its validation accuracy.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type (the model without ``embed``).
+    ValueError
+        If the shapes disagree or a number is out of range.
+    """
+    _check_embedder(model)
+    _check_xy(x, y, "x", "y")
+    _check_xy(x_val, y_val, "x_val", "y_val")
+    margin = check_real("margin", margin, minimum=0)
+    mining = check_choice("mining", mining, MINING_KINDS)
+    n_classes = check_int("n_classes", n_classes, minimum=1)
+
+    def loss_fn(m, xb, yb):
+        return triplet_loss_cosine(m(xb), yb, margin, mining)
+
+    def score(m):
+        return embedding_accuracy(m, x, y, x_val, y_val, n_classes)
+
+    return _train_selected(model, loss_fn, score, x, y, n_epochs,
+                           scheduler=scheduler, select_from=select_from,
+                           batch_size=batch_size, lr=lr,
+                           weight_decay=weight_decay, seed=seed,
+                           show=progress, desc=desc)
+
+
+def fit_softmax(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                x_val: torch.Tensor, y_val: torch.Tensor, n_epochs: int, *,
+                select_from: int = 1, batch_size: int = 64,
+                lr: float = 1e-3, weight_decay: float = 1e-5, seed: int = 0,
+                progress: bool | None = None,
+                desc: str = "softmax") -> TrainResult:
+    """Train a classifier with cross-entropy; keep its best epoch.
+
+    The baseline of :func:`train_embedder`, with the same protocol: Adam
+    (``lr``, ``weight_decay``) over the same shuffled batches (same
+    ``seed``), minimising the cross-entropy of the model's logits; after
+    each epoch the arg-max accuracy on the validation split
+    (:func:`sparselib.train.accuracy`); at the end the model is loaded
+    with the best epoch's weights (from ``select_from`` on) and left in
+    evaluation mode. For :func:`mlp` ``(784, 64, 10)``, EmbedderSDR's
+    softmax network. Chapter "k-winners-take-all and binary SDR
+    embeddings".
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps ``(batch, ...)`` inputs to ``(batch, n_classes)`` logits.
+    x : torch.Tensor
+        ``(N, ...)`` floating-point training inputs.
+    y : torch.Tensor
+        ``(N,)`` integer labels.
+    x_val : torch.Tensor
+        ``(N_val, ...)`` validation inputs.
+    y_val : torch.Tensor
+        ``(N_val,)`` their labels.
+    n_epochs : int
+        Passes over ``(x, y)`` (>= 1).
+    select_from : int, default 1
+        The first epoch eligible for selection, in ``[1, n_epochs]``.
+    batch_size : int, default 64
+        Examples per step (>= 1).
+    lr : float, default 1e-3
+        Adam's learning rate (> 0).
+    weight_decay : float, default 1e-5
+        Adam's L2 weight decay (>= 0).
+    seed : int, default 0
+        Seeds the shuffling.
+    progress : bool, optional
+        Show a bar over the epochs (``None``: yes unless at quick scale).
+    desc : str, default "softmax"
+        The bar's label.
+
+    Returns
+    -------
+    TrainResult
+        The history, the selected epoch and its validation accuracy.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type.
+    ValueError
+        If the shapes disagree or a number is out of range.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got "
+                        f"{type(model).__name__}")
+    _check_xy(x, y, "x", "y")
+    _check_xy(x_val, y_val, "x_val", "y_val")
+
+    def loss_fn(m, xb, yb):
+        return F.cross_entropy(m(xb), yb)
+
+    def score(m):
+        return accuracy(m, x_val, y_val)
+
+    return _train_selected(model, loss_fn, score, x, y, n_epochs,
+                           scheduler=None, select_from=select_from,
+                           batch_size=batch_size, lr=lr,
+                           weight_decay=weight_decay, seed=seed,
+                           show=progress, desc=desc)

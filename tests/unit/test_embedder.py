@@ -150,14 +150,36 @@ def test_soft_kwta_closed_form():
         torch.tensor([[0.0, 1 / 3, 2 / 3, 1.0]], dtype=torch.float64))
 
 
-def test_soft_kwta_threshold_is_detached():
+def test_soft_kwta_gradient_through_the_threshold_by_hand():
     x = torch.tensor([[0.0, 1.0, 2.0, 3.0]], dtype=torch.float64,
                      requires_grad=True)
     E.soft_kwta(x, 0.5, 2.0, "sigmoid").sum().backward()
     z = torch.tensor([-3.0, -1.0, 1.0, 3.0], dtype=torch.float64)
     s = torch.sigmoid(z)
-    # only the diagonal term: no gradient through the threshold
-    torch.testing.assert_close(x.grad[0], 2 * s * (1 - s))
+    d = 2 * s * (1 - s)                 # dy_j / dx_j with t held fixed
+    # t = (x[2] + x[1]) / 2 (the 2nd and 3rd largest): each of those two
+    # also receives -1/2 of sum_j dy_j / dt = -sum_j d_j.
+    expected = d - 0.5 * d.sum() * torch.tensor([0.0, 1.0, 1.0, 0.0],
+                                                 dtype=torch.float64)
+    torch.testing.assert_close(x.grad[0], expected)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "hardsigmoid"])
+def test_soft_kwta_gradient_finite_differences_and_shift(kind):
+    torch.manual_seed(14)
+    # distinct values, far from the hard sigmoid's kinks at |z| = 3
+    x = (torch.randperm(24).reshape(3, 8) * 0.1).double()
+    x.requires_grad_(True)
+    w = torch.randn(3, 8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda t: (E.soft_kwta(t, 0.25, 3.7, kind) * w).sum(), (x,))
+    (E.soft_kwta(x, 0.25, 3.7, kind) * w).sum().backward()
+    # adding a constant to a row changes nothing: the gradient sums to 0
+    torch.testing.assert_close(x.grad.sum(dim=1),
+                               torch.zeros(3, dtype=torch.float64))
+    with torch.no_grad():
+        torch.testing.assert_close(E.soft_kwta(x + 5.0, 0.25, 3.7, kind),
+                                   E.soft_kwta(x, 0.25, 3.7, kind))
 
 
 @pytest.mark.parametrize("kind", ["sigmoid", "hardsigmoid"])
@@ -604,3 +626,161 @@ def test_centroid_functions_reject_bad_inputs():
         E.nearest_centroid_predict(codes, torch.rand(2, 6), "hamming")
     with pytest.raises(TypeError, match="same dtype"):
         E.nearest_centroid_predict(codes, torch.rand(2, 6).double())
+
+
+# --------------------------------------------------------------------------
+# embedding accuracy and the two training protocols
+
+
+def toy_classes(n, seed, d=20, n_classes=3, noise=0.6):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n_classes, d, generator=torch.Generator()
+                          .manual_seed(99))
+    y = torch.arange(n) % n_classes
+    return centres[y] + noise * torch.randn(n, d, generator=g), y
+
+
+def test_embedding_accuracy_against_numpy():
+    torch.manual_seed(15)
+    m = E.SDREmbedder(20, 16, 40, sparsity=0.1).eval()
+    x, y = toy_classes(60, 1)
+    xq, yq = toy_classes(30, 2)
+    with torch.no_grad():
+        ref = m.embed(x).numpy()
+        q = m.embed(xq).numpy()
+    # numpy oracle: class means, top k = 4 set to 1, largest cosine
+    means = np.stack([ref[y.numpy() == c].mean(0) for c in range(3)])
+    cents = np.zeros_like(means)
+    np.put_along_axis(cents, np.argsort(-means, axis=1, kind="stable")[:, :4],
+                      1.0, axis=1)
+    # (ties in a mean would make the oracle differ; this case has none)
+    srt = -np.sort(-means, axis=1)
+    assert (srt[:, 3] > srt[:, 4]).all()
+    cos = (q @ cents.T) / (np.linalg.norm(q, axis=1, keepdims=True) *
+                           np.linalg.norm(cents, axis=1))
+    want = float((cos.argmax(1) == yq.numpy()).mean())
+    got = E.embedding_accuracy(m, x, y, xq, yq, n_classes=3, batch_size=7)
+    assert got == pytest.approx(want, abs=1e-12)
+    with pytest.raises(TypeError, match="embed"):
+        E.embedding_accuracy(E.mlp(20, 16, 3), x, y, xq, yq)
+
+
+def adam_by_hand(model, x, y, loss_fn, n_epochs, seed, batch_size, lr, wd,
+                 scheduler=None):
+    # the protocol written out: same batches (sparselib.data.loader with a
+    # seeded generator), torch's Adam, the scheduler after each epoch
+    from sparselib.data import loader
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    batches = loader(x, y, batch_size=batch_size,
+                     generator=torch.Generator().manual_seed(seed))
+    for _ in range(n_epochs):
+        model.train()
+        for xb, yb in batches:
+            opt.zero_grad()
+            loss_fn(model, xb, yb).backward()
+            opt.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
+def test_train_embedder_is_adam_on_the_triplet_loss():
+    x, y = toy_classes(48, 3)
+    xv, yv = toy_classes(24, 4)
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(16)
+        nets.append(E.SDREmbedder(20, 16, 40, sparsity=0.1, hardness=2.0,
+                                  kind="sigmoid"))
+    ours, ref = nets
+    sched = E.KWTAScheduler(ours, (0.3, 0.1), (1.0, 4.0), n_steps=2)
+    res = E.train_embedder(ours, x, y, xv, yv, 3, margin=0.3,
+                           scheduler=sched, select_from=3, batch_size=16,
+                           lr=0.01, weight_decay=1e-3, seed=5, n_classes=3)
+    adam_by_hand(ref, x, y,
+                 lambda m, a, b: E.triplet_loss_cosine(m(a), b, 0.3), 3, 5,
+                 16, 0.01, 1e-3,
+                 E.KWTAScheduler(ref, (0.3, 0.1), (1.0, 4.0), n_steps=2))
+    # select_from = n_epochs: the last epoch, i.e. the hand loop's weights
+    assert res.best_epoch == 3 and not ours.training
+    for (name, a), b in zip(ours.state_dict().items(),
+                            ref.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    h = res.history.epoch
+    assert h["epoch"] == [1, 2, 3] and len(res.history.step["loss"]) == 9
+    # each epoch trained and scored before the scheduler's step
+    assert h["sparsity"] == pytest.approx([0.3, math.sqrt(0.03), 0.1])
+    assert h["hardness"] == pytest.approx([1.0, 2.0, 4.0])
+    assert res.best_accuracy == h["accuracy"][2] == pytest.approx(
+        E.embedding_accuracy(ours, x, y, xv, yv, 3))
+
+
+def test_train_embedder_keeps_the_best_epoch():
+    x, y = toy_classes(60, 5)
+    xv, yv = toy_classes(30, 6)
+    torch.manual_seed(17)
+    m = E.SDREmbedder(20, 16, 40, sparsity=0.1, hardness=3.0,
+                      kind="sigmoid")
+    before = E.embedding_accuracy(m, x, y, xv, yv, 3)
+    res = E.train_embedder(m, x, y, xv, yv, 6, batch_size=12, lr=0.01,
+                           seed=1, n_classes=3, select_from=2)
+    acc = res.history.epoch["accuracy"]
+    best = max(acc[1:])
+    assert res.best_epoch == acc.index(best, 1) + 1 >= 2
+    assert res.best_accuracy == best
+    # the model holds the selected epoch: re-scoring it gives its accuracy
+    assert E.embedding_accuracy(m, x, y, xv, yv, 3) == best
+    assert best > before and best >= 0.9     # three separable classes
+
+
+def test_fit_softmax_is_adam_on_the_cross_entropy():
+    x, y = toy_classes(40, 7)
+    xv, yv = toy_classes(20, 8)
+    torch.manual_seed(18)
+    ours = E.mlp(20, 8, 3)
+    ref = E.mlp(20, 8, 3)
+    ref.load_state_dict(ours.state_dict())
+    res = E.fit_softmax(ours, x, y, xv, yv, 2, select_from=2, batch_size=8,
+                        lr=0.02, weight_decay=0.0, seed=3)
+    adam_by_hand(ref, x, y,
+                 lambda m, a, b: torch.nn.functional.cross_entropy(m(a), b),
+                 2, 3, 8, 0.02, 0.0)
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():
+        want = float((ref(xv).argmax(1) == yv).float().mean())
+    assert res.best_epoch == 2 and res.best_accuracy == pytest.approx(want)
+    assert "sparsity" not in res.history.epoch
+
+
+def test_fit_softmax_restores_the_best_epoch():
+    x, y = toy_classes(60, 9, noise=1.5)
+    xv, yv = toy_classes(30, 10, noise=1.5)
+    torch.manual_seed(19)
+    m = E.mlp(20, 8, 3)
+    res = E.fit_softmax(m, x, y, xv, yv, 8, batch_size=10, lr=0.05, seed=2)
+    acc = res.history.epoch["accuracy"]
+    assert res.best_epoch == acc.index(max(acc)) + 1
+    with torch.no_grad():
+        now = float((m(xv).argmax(1) == yv).float().mean())
+    assert now == pytest.approx(max(acc))
+
+
+def test_training_helpers_reject_bad_arguments():
+    x, y = toy_classes(20, 11)
+    m = E.SDREmbedder(20, 16, 40, sparsity=0.1)
+    with pytest.raises(ValueError, match="select_from"):
+        E.train_embedder(m, x, y, x, y, 2, select_from=3)
+    with pytest.raises(ValueError, match="n_epochs"):
+        E.fit_softmax(E.mlp(20, 8, 3), x, y, x, y, 0)
+    with pytest.raises(ValueError, match="y_val must hold one label"):
+        E.train_embedder(m, x, y, x, y[:5], 1)
+    with pytest.raises(TypeError, match="embed"):
+        E.train_embedder(E.mlp(20, 8, 3), x, y, x, y, 1)
+    with pytest.raises(ValueError, match="mining"):
+        E.train_embedder(m, x, y, x, y, 1, mining="semi")
+    with pytest.raises(ValueError, match="lr"):
+        E.fit_softmax(E.mlp(20, 8, 3), x, y, x, y, 1, lr=0.0)
+    with pytest.raises(TypeError, match="scheduler"):
+        E.train_embedder(m, x, y, x, y, 1, scheduler="geometric")
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        E.fit_softmax(lambda t: t, x, y, x, y, 1)
