@@ -15,7 +15,12 @@ has to show:
   Grassberger (2004), "Estimating mutual information", with the max-norm;
   for a discrete ``Y`` the mixed form of Ross (2014), "Mutual information
   between discrete and continuous data sets". Nearly unbiased for smooth
-  densities in a few dimensions; may return slightly negative values.
+  densities in a few dimensions; may return slightly negative values. On
+  binary codes the max-norm distance of two different codes is set by a
+  single bit in which they differ, however many bits differ, so the
+  estimator hardly sees how similar two codes are; with a discrete ``Y``,
+  ``metric="euclidean"`` counts every differing bit (a Hamming distance,
+  each bit weighted by the standardisation of its column).
 * **MINE** -- Belghazi et al. (2018), "Mutual information neural
   estimation": a critic network ``T(x, y)`` trained to maximise the
   Donsker-Varadhan lower bound
@@ -26,7 +31,8 @@ has to show:
   classes (EmbedderSDR, reference facts section 6).
 
 :func:`entropy_discrete` gives the plug-in entropy of labels or codes, e.g.
-the ceiling ``H(Y)`` of ``I(T; Y)``.
+the ceiling ``H(Y)`` of ``I(T; Y)``; :func:`fano_bound` the floor that a
+classifier's accuracy implies (Fano's inequality).
 
 Introduced in the chapter "k-winners-take-all and binary SDR embeddings".
 """
@@ -42,16 +48,26 @@ from .utils import check_choice, check_int, check_real, check_same
 
 __all__ = [
     "METHODS",
+    "KSG_METRICS",
     "mutual_information",
     "entropy_discrete",
     "smoothed_max",
+    "fano_bound",
 ]
 
 #: The estimators of :func:`mutual_information`.
 METHODS = ("ksg", "binning", "mine")
+#: The distances of the KSG estimators (``"euclidean"``: discrete y only).
+KSG_METRICS = ("chebyshev", "euclidean")
 
 # k-means restarts of the binning estimator (the best of them is kept).
 _KMEANS_N_INIT = 3
+# Rounding tolerance (bits) of fano_bound's check h_y <= log2(n_classes).
+_H_TOL = 1e-9
+# Relative widening of a Euclidean radius, so that the k-th neighbour, whose
+# distance defines the radius, is inside it although the tree compares
+# distances rounded differently (far below the KSG jitter of 1e-10).
+_RADIUS_RTOL = 1e-12
 # Shuffles of the held-out y that sample the product of the marginals when
 # MINE's bound is evaluated.
 _MINE_EVAL_SHUFFLES = 16
@@ -126,13 +142,18 @@ def _quantise(arr: np.ndarray, n_bins: int, seed: int) -> np.ndarray:
 
 
 def _count_within(points: np.ndarray, radius: np.ndarray,
-                  strict: bool) -> np.ndarray:
-    """Points within max-norm ``radius`` of each point, itself excluded."""
+                  strict: bool, p: float = np.inf) -> np.ndarray:
+    """Points within ``radius`` of each point (``p``-norm), itself excluded."""
     from scipy.spatial import cKDTree
 
-    r = np.nextafter(radius, 0) if strict else radius
+    if strict:
+        r = np.nextafter(radius, 0)
+    elif p == np.inf:
+        r = radius
+    else:  # the neighbour at exactly ``radius`` must count despite rounding
+        r = radius * (1 + _RADIUS_RTOL)
     tree = cKDTree(points)
-    return tree.query_ball_point(points, r, p=np.inf,
+    return tree.query_ball_point(points, r, p=p,
                                  return_length=True) - 1
 
 
@@ -151,8 +172,9 @@ def _ksg_nats(x: np.ndarray, y: np.ndarray, k: int) -> float:
                  - np.mean(digamma(ny + 1)))
 
 
-def _ksg_mixed_nats(x: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Ross (2014) estimator of I(x; label) in nats, max-norm."""
+def _ksg_mixed_nats(x: np.ndarray, labels: np.ndarray, k: int,
+                    p: float = np.inf) -> float:
+    """Ross (2014) estimator of I(x; label) in nats, ``p``-norm in x."""
     from scipy.spatial import cKDTree
     from scipy.special import digamma
 
@@ -162,10 +184,10 @@ def _ksg_mixed_nats(x: np.ndarray, labels: np.ndarray, k: int) -> float:
     for c in np.nonzero(counts)[0]:
         mask = labels == c
         pts = x[mask]
-        radius[mask] = cKDTree(pts).query(pts, k=[k + 1], p=np.inf)[0][:, 0]
+        radius[mask] = cKDTree(pts).query(pts, k=[k + 1], p=p)[0][:, 0]
     # all points (any class) within the class's k-th neighbour distance,
     # that neighbour included and the point itself excluded
-    m = _count_within(x, radius, strict=False)
+    m = _count_within(x, radius, strict=False, p=p)
     return float(digamma(n) - np.mean(digamma(counts[labels]))
                  + digamma(k) - np.mean(digamma(m)))
 
@@ -251,6 +273,7 @@ def _mine_nats(x: np.ndarray, y: np.ndarray, *, n_steps: int,
 
 def mutual_information(x, y, method: str = "ksg", *,
                        y_discrete: bool | None = None, k: int = 3,
+                       metric: str = "chebyshev",
                        n_bins: int = 20, jitter: float = 1e-10,
                        n_steps: int = 500, batch_size: int = 256,
                        hidden: int = 128, lr: float = 1e-3,
@@ -282,6 +305,13 @@ def mutual_information(x, y, method: str = "ksg", *,
     k : int, default 3
         Neighbours of the KSG estimators; every class of a discrete ``y``
         needs more than ``k`` samples, a continuous one ``n > k``.
+    metric : {"chebyshev", "euclidean"}, default "chebyshev"
+        KSG only: the distance between samples of ``x`` (after
+        standardisation). ``"chebyshev"`` is the max-norm of Kraskov et
+        al.; ``"euclidean"`` (for a discrete ``y`` only, as scikit-learn's
+        ``mutual_info_classif`` uses it) is, on binary codes, the square
+        root of a Hamming distance with each bit weighted by ``1 / var``,
+        where the max-norm of two different codes depends on one bit.
     n_bins : int, default 20
         Cells of the binning estimator's k-means quantisation of ``x`` and
         of a continuous ``y`` (a discrete ``y`` is used as it is).
@@ -322,7 +352,8 @@ def mutual_information(x, y, method: str = "ksg", *,
         For an unknown method, inputs of different lengths, NaN or infinite
         values, too few samples for ``k`` (per class for a discrete ``y``)
         or for MINE's split, an argument out of range, or
-        ``return_history=True`` with a method other than MINE.
+        ``return_history=True`` with a method other than MINE, or
+        ``metric="euclidean"`` with another method or a continuous ``y``.
 
     Notes
     -----
@@ -343,8 +374,11 @@ def mutual_information(x, y, method: str = "ksg", *,
     neighbour (max-norm). For a discrete ``y``, Ross (2014):
     ``psi(n) - <psi(n_y)> + psi(k) - <psi(m)>``, with ``n_y`` the size of
     the point's class and ``m`` the number of points of any class within
-    the distance of its ``k``-th neighbour in its class. The estimate is
-    not clipped: it may be slightly negative for independent variables.
+    the distance of its ``k``-th neighbour in its class (max-norm, or the
+    Euclidean distance with ``metric="euclidean"``; the derivation holds
+    for any metric). The estimate is not clipped: it may be slightly
+    negative for independent variables. On binary codes many distances
+    tie; the jitter breaks the ties at random.
 
     *mine*: a critic MLP ``T(x, y)`` (inputs standardised) is trained with
     Adam to maximise the Donsker-Varadhan bound on batches, the product of
@@ -363,6 +397,7 @@ def mutual_information(x, y, method: str = "ksg", *,
         raise TypeError(f"return_history must be a bool, got "
                         f"{return_history!r}")
     k = check_int("k", k, minimum=1)
+    metric = check_choice("metric", metric, KSG_METRICS)
     n_bins = check_int("n_bins", n_bins, minimum=2)
     jitter = check_real("jitter", jitter, minimum=0)
     n_steps = check_int("n_steps", n_steps, minimum=1)
@@ -374,6 +409,9 @@ def mutual_information(x, y, method: str = "ksg", *,
     seed = check_int("seed", seed, minimum=0, maximum=2**32 - 1)
     if return_history and method != "mine":
         raise ValueError(f"return_history=True needs method='mine', got "
+                         f"method={method!r}")
+    if metric != "chebyshev" and method != "ksg":
+        raise ValueError(f"metric={metric!r} needs method='ksg', got "
                          f"method={method!r}")
     tensors = {name: v for name, v in (("x", x), ("y", y))
                if isinstance(v, torch.Tensor)}
@@ -390,6 +428,10 @@ def mutual_information(x, y, method: str = "ksg", *,
     elif y_discrete and ya.shape[1] != 1:
         raise ValueError(f"y_discrete=True needs one column of labels; got "
                          f"y of shape {ya.shape}")
+    if metric != "chebyshev" and not y_discrete:
+        raise ValueError(f"metric={metric!r} needs a discrete y; the KSG "
+                         f"estimator of two continuous variables uses the "
+                         f"max-norm ('chebyshev')")
     labels = _labels(ya) if y_discrete else None
 
     if method == "binning":
@@ -412,7 +454,8 @@ def mutual_information(x, y, method: str = "ksg", *,
         xs = _standardise(xa)
         xs = xs + jitter * rng.standard_normal(xs.shape)
         if y_discrete:
-            return _ksg_mixed_nats(xs, labels, k) / math.log(2)
+            p = np.inf if metric == "chebyshev" else 2.0
+            return _ksg_mixed_nats(xs, labels, k, p) / math.log(2)
         ys = _standardise(ya)
         ys = ys + jitter * rng.standard_normal(ys.shape)
         return _ksg_nats(xs, ys, k) / math.log(2)
@@ -506,3 +549,61 @@ def smoothed_max(history, window: int) -> float:
     window = check_int("window", window, minimum=1, maximum=arr.size)
     csum = np.concatenate([[0.0], np.cumsum(arr, dtype=np.float64)])
     return float(np.max((csum[window:] - csum[:-window]) / window))
+
+
+def fano_bound(accuracy: float, n_classes: int,
+               h_y: float | None = None) -> float:
+    """The least ``I(T; Y)`` in bits that a classifier's accuracy implies.
+
+    Fano's inequality (Cover and Thomas, "Elements of Information
+    Theory", section 2.10): any prediction of ``Y`` from ``T`` with error
+    ``e = 1 - accuracy`` among ``K = n_classes`` classes leaves
+    ``H(Y | T) <= h(e) + e log2(K - 1)``, ``h`` the binary entropy, so
+    ``I(T; Y) >= H(Y) - h(e) - e log2(K - 1)``. With :func:`entropy_discrete`
+    as the ceiling, it brackets what an estimator of ``I(T; Y)`` may
+    honestly report (for the true error; a measured accuracy carries its
+    sampling error). Equality holds when the errors are spread evenly over
+    the other classes (a symmetric channel). Chapter "k-winners-take-all
+    and binary SDR embeddings".
+
+    Parameters
+    ----------
+    accuracy : float
+        Accuracy of a classifier that reads ``T``, in [0, 1].
+    n_classes : int
+        Number of classes ``K`` (>= 2).
+    h_y : float or None, default None
+        ``H(Y)`` in bits, in ``[0, log2 K]`` (up to a rounding error of
+        1e-9); None for balanced classes, ``log2 K``.
+
+    Returns
+    -------
+    float
+        ``H(Y) - h(e) - e log2(K - 1)``. Not clipped: it is 0 at chance
+        accuracy ``1/K`` with balanced classes, and may be negative
+        (saying nothing) with unbalanced ones.
+
+    Raises
+    ------
+    TypeError
+        If ``accuracy`` or ``h_y`` is not a real number, or ``n_classes``
+        not an integer.
+    ValueError
+        If ``accuracy`` is outside [0, 1], ``n_classes < 2`` or ``h_y``
+        outside ``[0, log2 K]``.
+    """
+    accuracy = check_real("accuracy", accuracy, minimum=0, maximum=1)
+    n_classes = check_int("n_classes", n_classes, minimum=2)
+    top = math.log2(n_classes)
+    if h_y is None:
+        h_y = top
+    else:
+        h_y = check_real("h_y", h_y, minimum=0)
+        # a plug-in entropy of balanced labels may exceed log2 K by rounding
+        if h_y > top + _H_TOL:
+            raise ValueError(f"h_y must be <= log2(n_classes) = {top:.6g} "
+                             f"bits, got {h_y!r}")
+    e = 1.0 - accuracy
+    h_e = 0.0 if e in (0.0, 1.0) else \
+        -e * math.log2(e) - (1 - e) * math.log2(1 - e)
+    return h_y - h_e - e * math.log2(n_classes - 1)

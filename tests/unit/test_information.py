@@ -4,7 +4,10 @@ Oracles: the Gaussian formula ``-1/2 log2(1 - r^2)`` and its block form
 ``1/2 log2(det S_x det S_y / det S)``; the closed form of a symmetric
 discrete channel; a quadrature (scipy) of the entropy of a Gaussian
 mixture; scikit-learn's ``mutual_info_score`` (the plug-in estimate) and
-``mutual_info_regression`` (the KSG estimator); scipy's entropy. Every
+``mutual_info_regression`` and ``mutual_info_classif`` (the KSG and Ross
+estimators); a brute-force Ross estimator with Euclidean distances; a
+quadrature of a two-dimensional mixture; Fano's inequality, which a
+symmetric channel meets with equality; scipy's entropy. Every
 sample is drawn with a fixed seed, so the tolerances below are checked on
 one draw each; they are 2-3 standard deviations of the estimator at that
 size, as measured over a few seeds when the tests were written.
@@ -193,6 +196,120 @@ def test_jitter_breaks_ties_of_duplicate_codes():
     assert abs(mi(codes, y, jitter=0.0) - math.log2(K)) > 0.5
 
 
+def ross_brute_force(x, labels, k):
+    """Ross (2014) in bits with Euclidean distances, from the full distance
+    matrix (no trees, no ties in continuous data): the oracle for
+    metric="euclidean"."""
+    from scipy.special import digamma
+
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    n = len(x)
+    counts = np.bincount(labels)
+    total = 0.0
+    for i in range(n):
+        same = d[i, labels == labels[i]]
+        radius = np.sort(same)[k - 1]  # k-th neighbour in its class
+        m = int(np.sum(d[i] <= radius))
+        total += digamma(counts[labels[i]]) + digamma(m)
+    return (digamma(n) + digamma(k) - total / n) / math.log(2)
+
+
+def test_ksg_euclidean_is_ross_with_euclidean_distances():
+    rng = np.random.default_rng(18)
+    y = rng.integers(0, 3, 300)
+    shift = np.array([1.0, 0.5, 0.0])
+    x = rng.standard_normal((300, 3)) + y[:, None] * shift
+    xs = (x - x.mean(0)) / x.std(0)  # the estimator standardises
+    ref = ross_brute_force(xs, y, k=4)
+    assert mi(x, y, k=4, metric="euclidean") == pytest.approx(ref, abs=1e-9)
+    # the max-norm gives another value on the same data
+    assert abs(mi(x, y, k=4) - ref) > 1e-3
+
+
+def test_ksg_metrics_agree_in_one_dimension_and_with_scikit_learn():
+    from sklearn.feature_selection import mutual_info_classif
+
+    rng = np.random.default_rng(19)
+    y = rng.integers(0, 4, 800)
+    x = y + 0.7 * rng.standard_normal(800)
+    cheb = mi(x, y, k=3)
+    assert mi(x, y, k=3, metric="euclidean") == cheb
+    ref = mutual_info_classif(x[:, None], y, discrete_features=False,
+                              n_neighbors=3, random_state=0)[0]
+    assert cheb == pytest.approx(ref / math.log(2), abs=1e-6)
+
+
+def test_ksg_euclidean_two_dimensional_mixture_against_quadrature():
+    # four isotropic Gaussians at the corners of a square: I = h(X) - h(X|Y)
+    K, sigma = 4, 0.6
+    centres = np.array([[0, 0], [0, 2], [2, 0], [2, 2]], dtype=float)
+    g = np.linspace(-4, 6, 801)
+    gx, gy = np.meshgrid(g, g, indexing="ij")
+    pdf = np.mean([stats.norm.pdf(gx, cx, sigma) * stats.norm.pdf(gy, cy,
+                                                                   sigma)
+                   for cx, cy in centres], axis=0)
+    cell = (g[1] - g[0]) ** 2
+    h_x = -np.sum(pdf[pdf > 0] * np.log2(pdf[pdf > 0])) * cell
+    exact = h_x - math.log2(2 * math.pi * math.e * sigma ** 2)
+    assert 1.55 < exact < 1.75
+    rng = np.random.default_rng(20)
+    y = rng.integers(0, K, 3000)
+    x = centres[y] + sigma * rng.standard_normal((3000, 2))
+    assert mi(x, y, metric="euclidean") == pytest.approx(exact, abs=0.06)
+
+
+def test_ksg_on_binary_codes_max_norm_barely_sees_similarity():
+    # two classes, each code one of its class's prototypes with 2 of 8
+    # bits moved: all distinct codes lie at max-norm distance 1 (before
+    # standardisation; after it, that of one bit), so the max-norm
+    # estimate knows little; the Euclidean one sees the classes
+    rng = np.random.default_rng(21)
+    n, d, a = 400, 64, 8
+    y = rng.integers(0, 2, n)
+    proto = np.zeros((2, d))
+    proto[0, :a] = 1
+    proto[1, a:2 * a] = 1
+    codes = proto[y].copy()
+    for i in range(n):
+        on = np.flatnonzero(codes[i])
+        off = np.flatnonzero(codes[i] == 0)
+        codes[i, rng.choice(on, 2, replace=False)] = 0
+        codes[i, rng.choice(off, 2, replace=False)] = 1
+    diff = np.abs(codes[:, None] - codes[None]).max(-1)
+    assert set(np.unique(diff)) <= {0.0, 1.0}
+    # the classes are perfectly separable: I = H(Y), about 1 bit; the
+    # Euclidean estimate is biased down a little by the tied distances
+    h_y = I.entropy_discrete(y)
+    assert mi(codes, y, metric="euclidean") == pytest.approx(h_y, abs=0.1)
+    assert mi(codes, y) < 0.2
+
+
+def test_fano_bound():
+    # a symmetric channel meets Fano's inequality with equality
+    for K, e in ((4, 0.2), (10, 0.05), (2, 0.3)):
+        assert I.fano_bound(1 - e, K) == pytest.approx(channel_mi(K, e),
+                                                       rel=1e-12)
+    assert I.fano_bound(1.0, 10) == pytest.approx(math.log2(10))
+    assert I.fano_bound(0.1, 10) == pytest.approx(0.0, abs=1e-12)  # chance
+    # always wrong between two classes: T names Y exactly
+    assert I.fano_bound(0.0, 2) == pytest.approx(1.0)
+    assert I.fano_bound(1.0, 4, h_y=1.5) == pytest.approx(1.5)
+    assert I.fano_bound(0.3, 4, h_y=1.0) < 0  # not clipped
+    # the plug-in entropy of balanced labels, a hair above log2 K, is fine
+    assert I.fano_bound(1.0, 10, h_y=math.log2(10) + 1e-12) == \
+        pytest.approx(math.log2(10))
+    with pytest.raises(ValueError, match="accuracy must be a real number "
+                                         "in"):
+        I.fano_bound(1.5, 10)
+    with pytest.raises(ValueError, match="n_classes must be >= 2"):
+        I.fano_bound(0.5, 1)
+    with pytest.raises(TypeError, match="n_classes must be an integer"):
+        I.fano_bound(0.5, 10.0)
+    with pytest.raises(ValueError, match="h_y must be <= log2"):
+        I.fano_bound(0.5, 4, h_y=2.5)
+
+
 def test_entropy_discrete():
     assert I.entropy_discrete(np.arange(8).repeat(3)) == pytest.approx(3.0)
     assert I.entropy_discrete(torch.zeros(5, dtype=torch.long)) == 0.0
@@ -246,6 +363,11 @@ def test_torch_inputs_and_determinism():
     (dict(y_discrete="yes"), TypeError, "y_discrete must be True, False"),
     (dict(return_history=True), ValueError,
      "return_history=True needs method='mine'"),
+    (dict(metric="hamming"), ValueError, "metric must be one of"),
+    (dict(metric="euclidean", method="binning"), ValueError,
+     "metric='euclidean' needs method='ksg'"),
+    (dict(metric="euclidean"), ValueError,
+     "metric='euclidean' needs a discrete y"),
 ])
 def test_bad_arguments(kwargs, exc, msg):
     x, y = gaussian_pair(0.5, 50, seed=16)
