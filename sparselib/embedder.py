@@ -14,9 +14,11 @@ pytorch-mighty); this module re-derives its pieces from their formulas:
   unchanged to every unit, winners and losers alike.
 * :func:`soft_kwta` -- the training-time relaxation:
   ``sigmoid(hardness * (x - threshold))`` (or a hard sigmoid), with the
-  same threshold held constant. :class:`KWTAEmbedding` is soft in training
-  mode and binary in evaluation mode; :class:`KWTAScheduler` anneals its
-  sparsity down and its hardness up, epoch by epoch.
+  same threshold, through which the gradient flows as well (as in the
+  source, whose threshold comes from a differentiable sort), so that the
+  gradient of each row sums to zero. :class:`KWTAEmbedding` is soft in
+  training mode and binary in evaluation mode; :class:`KWTAScheduler`
+  anneals its sparsity down and its hardness up, epoch by epoch.
 * :class:`SynapticScaling` -- homeostasis before the kWTA:
   ``x * exp(boost * (target - rate))`` per unit, ``rate`` a running mean of
   how often the unit wins. Units that win too often are damped, units that
