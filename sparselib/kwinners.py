@@ -322,8 +322,8 @@ def kwinners2d(x: torch.Tensor, duty_cycles: torch.Tensor, k: int,
     torch.Tensor
         ``(batch, C, H, W)``: the winners' original values, 0 elsewhere.
 
-    Follows nupic.torch's ``functions.kwinners2d``. Chapter "k-winners-take-all
-    and binary SDR embeddings".
+    Follows nupic.torch's ``functions.kwinners2d``; :class:`KWinners2d`
+    is the module that keeps its duty cycles.
     """
     duty = _check_2d(x, duty_cycles)
     n = x.shape[1] if local else x.shape[1] * x.shape[2] * x.shape[3]

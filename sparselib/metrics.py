@@ -183,7 +183,8 @@ def unit_entropy(h: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
 
     ``H(p) = -p log2 p - (1 - p) log2 (1 - p)`` with ``p`` the unit's duty
     cycle; 0 for units that never or always fire, 1 bit for a unit active on
-    half the inputs. Sum it for a layer's total.
+    half the inputs. Sum it for a layer's total. Chapter "k-winners-take-all
+    and binary SDR embeddings".
     """
     p = duty_cycle(h, eps).to(torch.float64)
     ent = -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p)) / math.log(2)

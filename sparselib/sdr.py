@@ -165,7 +165,8 @@ def overlap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Overlaps (shared active bits) of binary codes: ``x @ y.T``.
 
     ``x`` is ``(batch_x, n)`` and ``y`` is ``(batch_y, n)``; the result is
-    ``(batch_x, batch_y)``. Chapter "Neural codes".
+    ``(batch_x, batch_y)``. Chapter "k-winners-take-all and binary SDR
+    embeddings".
     """
     check_tensor("x", x)
     check_tensor("y", y)
@@ -182,7 +183,8 @@ def overlap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def expected_overlap(n: int, a: int, b: int | None = None) -> float:
     """Mean overlap ``a * b / n`` of random ``a``- and ``b``-of-``n`` codes.
 
-    (The mean of the hypergeometric distribution.)
+    (The mean of the hypergeometric distribution.) Chapter "k-winners-take-all
+    and binary SDR embeddings".
     """
     n = check_int("n", n, minimum=1)
     a = check_int("a", a, minimum=0, maximum=n)
@@ -348,7 +350,8 @@ def sdr_union(codes: torch.Tensor) -> torch.Tensor:
     ``m = 0`` codes is all zeros. A union stores a set of patterns in one
     code, and is later asked whether a code belongs to it
     (:func:`union_matches`; false matches: :func:`union_match_probability`;
-    Ahmad & Hawkins 2016).
+    Ahmad & Hawkins 2016). Chapter "k-winners-take-all and binary SDR
+    embeddings".
 
     Parameters
     ----------
@@ -413,7 +416,8 @@ def union_matches(union: torch.Tensor, x: torch.Tensor,
     ``(batch, n)`` is the common case); the result is a bool tensor
     ``(..., batch)``. The overlap is counted exactly, as integers. For
     random codes the rate of (false) matches is
-    :func:`union_match_probability` (Ahmad & Hawkins 2016).
+    :func:`union_match_probability` (Ahmad & Hawkins 2016). Chapter
+    "k-winners-take-all and binary SDR embeddings".
 
     Parameters
     ----------
