@@ -27,16 +27,18 @@ Two traps of the reference are closed here. A training batch larger than
 oscillate: the layers raise a ``ValueError`` instead. Without ``relu=True``,
 negative values can win when a row has fewer than ``k`` positive entries,
 while the duty cycle counts only positive outputs, so such a unit looks
-silent and its boost keeps growing: the semantics are kept (a nupic model
-gives the same outputs), and ``relu=True`` closes the trap; the chapter
+silent and gets the largest boost factor, ``exp(boost_strength * k / n)``,
+which pushes a negative value further down: the semantics are kept (a
+nupic model gives the same outputs, up to floating-point rounding), and
+``relu=True``, an option of both libraries, avoids the trap; the chapter
 shows both.
 
-**Speed.** On the CPU the winners of a row are found with one
-``topk(k + 1)``, which also reveals ties at the threshold (the k-th and
+**Speed.** On the CPU, for inputs of at least ``2 ** 17`` values, the
+winners of a row are found with one ``topk(k + 1)``, which also reveals ties at the threshold (the k-th and
 (k + 1)-th values are equal); the output, its gradient and the duty-cycle
 counts are then formed from the ``k`` winners' indices, never from a full
-mask. A batch with a tie at some row's threshold, the local 2-d mode and
-other devices take the straightforward path (threshold, mask, fill), which
+mask. Smaller inputs, a batch with a tie at some row's threshold, the
+local 2-d mode and other devices take the straightforward path (threshold, mask, fill), which
 gives the same result.
 
 Introduced in the chapter "k-winners-take-all and binary SDR embeddings".
@@ -435,8 +437,9 @@ class KWinnersBase(nn.Module):
         self.learning_iterations += batch
         period = min(self.duty_cycle_period, self.learning_iterations)
         duty = self.duty_cycle.view(-1)
-        duty.mul_((period - batch) / period).add_(counts.to(duty.dtype),
-                                                  alpha=1.0 / period)
+        # nupic.torch's order of operations, so that the duty cycles agree
+        # to the last bit (ties on quantised inputs depend on them)
+        duty.mul_(period - batch).add_(counts.to(duty.dtype)).div_(period)
 
     def entropy(self) -> torch.Tensor:
         """Total binary entropy of the duty cycles, in bits (0-d)."""
