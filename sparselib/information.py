@@ -24,8 +24,10 @@ has to show:
 * **MINE** -- Belghazi et al. (2018), "Mutual information neural
   estimation": a critic network ``T(x, y)`` trained to maximise the
   Donsker-Varadhan lower bound
-  ``I >= E_P[T] - log E_{P_x P_y}[exp T]``. The bound is evaluated here on
-  held-out data. The *training* history is biased upward, and the maximum
+  ``I >= E_P[T] - log E_{P_x P_y}[exp T]`` (natural log, nats). The bound
+  is evaluated here on held-out data (half of the samples by default),
+  which makes it a lower bound up to the sampling error of the held-out
+  half. The *training* history is biased upward, and the maximum
   of a smoothed training history (:func:`smoothed_max`) more so -- that is
   how a reported ``I(T; Y)`` can exceed its ceiling ``log2(10)`` for ten
   classes (EmbedderSDR, reference facts section 6).
@@ -385,9 +387,10 @@ def mutual_information(x, y, method: str = "ksg", *,
     the marginals sampled by pairing ``x_i`` with an independent ``y_j``
     (plain DV gradients, no moving-average correction). The returned value
     is the bound evaluated once, after training, on the held-out part
-    (marginal term over several shuffles of the held-out ``y``): an honest
-    lower-bound estimate, not the maximum over the training history. A
-    discrete ``y`` is one-hot encoded.
+    (marginal term over several shuffles of the held-out ``y``): a lower
+    bound up to the sampling error of the held-out half (``holdout``), not
+    the maximum over the training history. A discrete ``y`` is one-hot
+    encoded.
     """
     method = check_choice("method", method, METHODS)
     if y_discrete is not None and not isinstance(y_discrete, bool):
