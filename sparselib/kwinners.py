@@ -352,6 +352,10 @@ def update_boost_strength(m: nn.Module) -> None:
 class KWinnersBase(nn.Module):
     """What :class:`KWinners` and :class:`KWinners2d` share.
 
+    Buffers: ``boost_strength`` (0-d) and ``duty_cycle`` (set by the
+    subclasses).
+    Chapter "k-winners-take-all and binary SDR embeddings".
+
     Parameters
     ----------
     percent_on : float
@@ -367,10 +371,6 @@ class KWinnersBase(nn.Module):
     duty_cycle_period : int
         Number of samples over which the duty cycles average (>= 1). A
         training batch may not be larger.
-
-    Buffers: ``boost_strength`` (0-d) and ``duty_cycle`` (set by the
-    subclasses).
-    Chapter "k-winners-take-all and binary SDR embeddings".
     """
 
     def __init__(self, percent_on: float, k_inference_factor: float = 1.0,
@@ -454,6 +454,11 @@ class KWinnersBase(nn.Module):
 class KWinners(KWinnersBase):
     """k-winners-take-all over the units of a layer ``(batch, n)``.
 
+    In training mode each forward updates the buffer ``duty_cycle``
+    ``(n,)``; in eval mode ``k_inference`` units win and nothing is
+    updated. Follows nupic.torch's ``KWinners``. Chapter "k-winners-take-all
+    and binary SDR embeddings".
+
     Parameters
     ----------
     n : int
@@ -472,11 +477,6 @@ class KWinners(KWinnersBase):
         Keep exactly ``k`` winners (True) or all units tied with the k-th.
     relu : bool, default False
         Switch off non-positive values as a ReLU would.
-
-    In training mode each forward updates the buffer ``duty_cycle``
-    ``(n,)``; in eval mode ``k_inference`` units win and nothing is
-    updated. Follows nupic.torch's ``KWinners``. Chapter "k-winners-take-all
-    and binary SDR embeddings".
     """
 
     def __init__(self, n: int, percent_on: float,
@@ -538,6 +538,10 @@ class KWinners(KWinnersBase):
 class KWinners2d(KWinnersBase):
     """k-winners-take-all over feature maps ``(batch, C, H, W)``.
 
+    The buffer ``duty_cycle`` ``(1, C, 1, 1)`` holds each channel's
+    fraction of active positions. Follows nupic.torch's ``KWinners2d``.
+    Chapter "k-winners-take-all and binary SDR embeddings".
+
     Parameters
     ----------
     channels : int
@@ -561,10 +565,6 @@ class KWinners2d(KWinnersBase):
         Keep exactly ``k`` winners (True) or all units tied with the k-th.
     relu : bool, default False
         Switch off non-positive values as a ReLU would.
-
-    The buffer ``duty_cycle`` ``(1, C, 1, 1)`` holds each channel's
-    fraction of active positions. Follows nupic.torch's ``KWinners2d``.
-    Chapter "k-winners-take-all and binary SDR embeddings".
     """
 
     def __init__(self, channels: int, percent_on: float = 0.1,
