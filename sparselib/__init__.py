@@ -4,26 +4,28 @@ sparse coding and sparse representations in neural networks.
 Every chapter does ``import sparselib as sl``. The modules, each with one
 purpose:
 
-================  ===========================================================
-``utils``         scale, device and seed of a run, argument checks
-``sdr``           SDR theory: capacity, exact match probability, Monte Carlo
-``codes``         local / dense / sparse codebooks, damage, recognition
-``coding``        sparse coding: ISTA, FISTA, LISTA, dictionary learning
-``layers``        NdLinear, nearest Kronecker product, TopK, conv decoders
-``kwinners``      k-winners-take-all layers with boosting and duty cycles
-``embedder``      binary SDR embedder: kWTA codes, triplet loss, centroids
-``information``   mutual information in bits: binning, KSG, MINE
-``losses``        reconstruction losses, L1 and KL sparsity penalties
-``autoencoders``  sparse autoencoders: KL, L1, TopK (AuxK); Linear or NdLinear
-``classifiers``   MLP / CNN / joint conv autoencoder with L1 on their activity
-``metrics``       L0, AVR, population / lifetime / Hoyer sparsity, entropy
-``data``          MNIST and Fashion-MNIST from ``$SPARSELIB_DATA``
-``train``         a small training loop with a progress bar and a history
-``plot``          the book's figure style and plotting helpers
-``widgets``       explorers that are safe to run headless
-``timing``        fair wall-clock measurements (median, CUDA sync)
-``benchmarks``    speed ratios against SPAMS and scikit-learn, in one process
-================  ===========================================================
+==================  ===========================================================
+``utils``           scale, device and seed of a run, argument checks
+``sdr``             SDR theory: capacity, exact match probability, Monte Carlo
+``codes``           local / dense / sparse codebooks, damage, recognition
+``coding``          sparse coding: ISTA, FISTA, LISTA, dictionary learning
+``layers``          NdLinear, nearest Kronecker product, TopK, conv decoders
+``kwinners``        k-winners-take-all layers with boosting and duty cycles
+``embedder``        binary SDR embedder: kWTA codes, triplet loss, centroids
+``information``     mutual information in bits: binning, KSG, MINE
+``sparse_weights``  Linear / Conv2d layers with a fixed sparse weight mask
+``noise``           replacement noise and the noise score of sparse networks
+``losses``          reconstruction losses, L1 and KL sparsity penalties
+``autoencoders``    sparse autoencoders: KL, L1, TopK (AuxK); Linear or NdLinear
+``classifiers``     MLP / CNN / joint conv autoencoder with L1 on their activity
+``metrics``         L0, AVR, population / lifetime / Hoyer sparsity, entropy
+``data``            MNIST and Fashion-MNIST from ``$SPARSELIB_DATA``
+``train``           a small training loop with a progress bar and a history
+``plot``            the book's figure style and plotting helpers
+``widgets``         explorers that are safe to run headless
+``timing``          fair wall-clock measurements (median, CUDA sync)
+``benchmarks``      speed ratios against SPAMS, scikit-learn, nupic-style kWTA
+==================  ===========================================================
 
 ``python -m sparselib`` prints this list, importing every module. The
 book's own tooling (running the chapters, their goldens and freshness, the
@@ -43,7 +45,8 @@ inputs) and works under autograd and ``torch.no_grad``.
 
 from . import (autoencoders, benchmarks, classifiers, codes, coding, data,
                embedder, information, kwinners, layers, losses, metrics,
-               plot, sdr, timing, train, utils, widgets)
+               noise, plot, sdr, sparse_weights, timing, train, utils,
+               widgets)
 from .utils import (RunConfig, get_device, glue, progress, resolve_scale,
                     sci, seed_everything, setup)
 
@@ -52,7 +55,8 @@ __version__ = "0.1.0"
 __all__ = [
     "autoencoders", "benchmarks", "classifiers", "codes", "coding", "data",
     "embedder", "information", "kwinners", "layers",
-    "losses", "metrics", "plot", "sdr", "timing", "train", "utils", "widgets",
+    "losses", "metrics", "noise", "plot", "sdr", "sparse_weights", "timing",
+    "train", "utils", "widgets",
     "RunConfig", "get_device", "glue", "progress", "resolve_scale",
     "sci", "seed_everything",
     "setup",

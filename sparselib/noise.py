@@ -61,8 +61,8 @@ NOISE_LEVELS = tuple(i / 20 for i in range(11))
 MNIST_MEAN = 0.1307
 #: Standard deviation of the MNIST training pixels in [0, 1].
 MNIST_STD = 0.3081
-#: The replacement value: ``MNIST_MEAN + 2 * MNIST_STD`` in raw pixel
-#: units, i.e. 2.0 after normalisation.
+#: The value the noise writes, ``MNIST_MEAN + 2 * MNIST_STD`` in raw pixel
+#: units, which is 2.0 after normalisation.
 NOISE_VALUE = 0.7469
 
 
