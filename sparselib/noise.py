@@ -42,8 +42,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .utils import check_int, check_probability, check_real, check_same, \
-    check_tensor
+from .utils import check_int, check_labels, check_probability, check_real, \
+    check_same, check_tensor
 
 __all__ = [
     "NOISE_LEVELS",
@@ -257,14 +257,7 @@ def noise_score(predict: Callable[[torch.Tensor], torch.Tensor],
     if n == 0:
         raise ValueError(f"images must hold at least one image, got shape "
                          f"{tuple(images.shape)}")
-    check_tensor("labels", labels, ndim=1)
-    if labels.is_floating_point() or labels.is_complex() or \
-            labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor, got dtype "
-                        f"{labels.dtype}")
-    if labels.shape[0] != n:
-        raise ValueError(f"labels must have length {n} (one per image), got "
-                         f"shape {tuple(labels.shape)}")
+    check_labels("labels", labels, n)
     check_same({"images": images, "labels": labels}, dtype=False)
     if isinstance(levels, (str, bytes)) or \
             not isinstance(levels, Sequence):

@@ -43,6 +43,7 @@ __all__ = [
     "check_choice",
     "check_tensor",
     "check_same",
+    "check_labels",
     "glue",
     "sci",
 ]
@@ -324,6 +325,46 @@ def check_tensor(name: str, value, *, ndim=None, floating: bool = False,
     if finite and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return value
+
+
+def check_labels(name: str, labels, n: int) -> torch.Tensor:
+    """Return ``labels`` if it holds ``n`` integer class labels ``(n,)``.
+
+    Checks the shape and dtype only, never the values, so it reads nothing
+    from the device. (The older private checks in ``train`` and
+    ``embedder`` do the same and are to be folded into this one when the
+    chapters that reach them are next re-run.)
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the error message.
+    labels : object
+        The value to check: a 1-d tensor of an integer dtype.
+    n : int
+        The number of labels expected (one per input).
+
+    Returns
+    -------
+    torch.Tensor
+        ``labels``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``labels`` is not a tensor or not of an integer dtype.
+    ValueError
+        If ``labels`` is not 1-d or does not hold ``n`` labels.
+    """
+    check_tensor(name, labels, ndim=1)
+    if labels.is_floating_point() or labels.is_complex() or \
+            labels.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class labels, got dtype "
+                        f"{labels.dtype}")
+    if labels.shape[0] != n:
+        raise ValueError(f"{name} must hold one label per input: {n}; got "
+                         f"{labels.shape[0]}")
+    return labels
 
 
 def check_same(tensors, *, dtype: bool = True) -> None:

@@ -338,3 +338,20 @@ def test_glue_checks_its_name():
 def test_sci(x, digits, text):
     assert sl.utils.sci(x, digits) == text
 
+
+
+def test_check_labels_accepts_integer_labels_and_names_the_argument():
+    from sparselib.utils import check_labels
+    y = torch.tensor([0, 3, 1])
+    assert check_labels("y", y, 3) is y
+    with pytest.raises(TypeError, match=r"^lab must hold integer class"):
+        check_labels("lab", torch.tensor([0.0, 1.0]), 2)
+    with pytest.raises(TypeError, match=r"^lab must hold integer class"):
+        check_labels("lab", torch.tensor([True, False]), 2)
+    with pytest.raises(ValueError, match=r"^lab must hold one label per "
+                                         r"input: 4; got 3"):
+        check_labels("lab", y, 4)
+    with pytest.raises(ValueError, match="lab must be 1-d"):
+        check_labels("lab", y[None], 3)
+    with pytest.raises(TypeError, match="lab must be a torch.Tensor"):
+        check_labels("lab", [0, 1], 2)
