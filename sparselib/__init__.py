@@ -15,6 +15,7 @@ purpose:
 ``information``     mutual information in bits: binning, KSG, MINE
 ``sparse_weights``  Linear / Conv2d layers with a fixed sparse weight mask
 ``noise``           replacement noise and the noise score of sparse networks
+``sparse_cnn``      CNNs of "How Can We Be So Dense?" and their training
 ``losses``          reconstruction losses, L1 and KL sparsity penalties
 ``autoencoders``    sparse autoencoders: KL, L1, TopK (AuxK); Linear or NdLinear
 ``classifiers``     MLP / CNN / joint conv autoencoder with L1 on their activity
@@ -45,8 +46,8 @@ inputs) and works under autograd and ``torch.no_grad``.
 
 from . import (autoencoders, benchmarks, classifiers, codes, coding, data,
                embedder, information, kwinners, layers, losses, metrics,
-               noise, plot, sdr, sparse_weights, timing, train, utils,
-               widgets)
+               noise, plot, sdr, sparse_cnn, sparse_weights, timing, train,
+               utils, widgets)
 from .utils import (RunConfig, get_device, glue, progress, resolve_scale,
                     sci, seed_everything, setup)
 
@@ -55,8 +56,8 @@ __version__ = "0.1.0"
 __all__ = [
     "autoencoders", "benchmarks", "classifiers", "codes", "coding", "data",
     "embedder", "information", "kwinners", "layers",
-    "losses", "metrics", "noise", "plot", "sdr", "sparse_weights", "timing",
-    "train", "utils", "widgets",
+    "losses", "metrics", "noise", "plot", "sdr", "sparse_cnn",
+    "sparse_weights", "timing", "train", "utils", "widgets",
     "RunConfig", "get_device", "glue", "progress", "resolve_scale",
     "sci", "seed_everything",
     "setup",
