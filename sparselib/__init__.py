@@ -21,6 +21,7 @@ purpose:
 ``classifiers``     MLP / CNN / joint conv autoencoder with L1 on their activity
 ``metrics``         L0, AVR, population / lifetime / Hoyer sparsity, entropy
 ``data``            MNIST and Fashion-MNIST from ``$SPARSELIB_DATA``
+``speech``          Google Speech Commands: log-mel inputs, splits, noise
 ``train``           a small training loop with a progress bar and a history
 ``plot``            the book's figure style and plotting helpers
 ``widgets``         explorers that are safe to run headless
@@ -46,8 +47,8 @@ inputs) and works under autograd and ``torch.no_grad``.
 
 from . import (autoencoders, benchmarks, classifiers, codes, coding, data,
                embedder, information, kwinners, layers, losses, metrics,
-               noise, plot, sdr, sparse_cnn, sparse_weights, timing, train,
-               utils, widgets)
+               noise, plot, sdr, sparse_cnn, sparse_weights, speech, timing,
+               train, utils, widgets)
 from .utils import (RunConfig, get_device, glue, progress, resolve_scale,
                     sci, seed_everything, setup)
 
@@ -57,7 +58,8 @@ __all__ = [
     "autoencoders", "benchmarks", "classifiers", "codes", "coding", "data",
     "embedder", "information", "kwinners", "layers",
     "losses", "metrics", "noise", "plot", "sdr", "sparse_cnn",
-    "sparse_weights", "timing", "train", "utils", "widgets",
+    "sparse_weights", "speech", "timing", "train", "utils",
+    "widgets",
     "RunConfig", "get_device", "glue", "progress", "resolve_scale",
     "sci", "seed_everything",
     "setup",
