@@ -32,7 +32,7 @@ References: S. Ahmad and L. Scheinkman, "How Can We Be So Dense? The
 Benefits of Using Highly Sparse Representations", arXiv:1903.11257, 2019
 (section "Results", noise robustness, Fig. 4 and Table 1).
 
-Written for the noise-robust networks of Part III.
+Introduced in the chapter "Noise-robust sparse networks".
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ def replacement_noise(images: torch.Tensor, level: float,
                       generator: torch.Generator | None = None
                       ) -> torch.Tensor:
     """Set ``int(n_pixels * level)`` random pixels of each image to ``value``.
+    Chapter "Noise-robust sparse networks".
 
     The noise of Ahmad & Scheinkman (2019): for each image independently,
     ``count = int(n_pixels * level)`` distinct positions are drawn uniformly
@@ -181,6 +182,7 @@ def noise_score(predict: Callable[[torch.Tensor], torch.Tensor],
                 generator: torch.Generator | None = None,
                 seed: int = 0) -> dict:
     """Correct classifications of noisy images at each level, and their sum.
+    Chapter "Noise-robust sparse networks".
 
     For each level ``p`` of ``levels`` (in order) and each batch of
     ``batch_size`` images, the batch is corrupted by

@@ -64,7 +64,7 @@ Benefits of Using Highly Sparse Representations", arXiv:1903.11257, 2019
 (section "Results", Tables 1-3); the configuration files of Numenta's
 ``htmpapers`` repository for that paper (values only; no code is copied).
 
-Written for the noise-robust sparse networks of Part III.
+Introduced in the chapter "Noise-robust sparse networks".
 """
 
 from __future__ import annotations
@@ -518,6 +518,7 @@ class SparseCNN(nn.Module):
 
 def build_cnn(spec: CNNSpec | str, *, dataset: str = "MNIST") -> SparseCNN:
     """Build a network of the paper, by spec or by name.
+    Chapter "Noise-robust sparse networks".
 
     Parameters
     ----------
@@ -573,6 +574,7 @@ def _activity(act) -> float:
 
 def layer_table(model: SparseCNN) -> dict:
     """A row of the paper's Table 3, read from the built modules.
+    Chapter "Noise-robust sparse networks".
 
     Sparsities are fractions: a layer's ``k / n`` from its k-winners module
     (1.0 for a ReLU layer), and for the hidden weights the fraction of
@@ -627,7 +629,10 @@ def layer_table(model: SparseCNN) -> dict:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of parameter entries of ``model`` (masked ones included)."""
+    """Number of parameter entries of ``model`` (masked ones included).
+
+    Chapter "Noise-robust sparse networks".
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got "
                         f"{type(model).__name__}")
@@ -636,6 +641,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def count_nonzero(model: nn.Module) -> int:
     """Number of parameter entries that can be non-zero.
+    Chapter "Noise-robust sparse networks".
 
     :func:`count_parameters` minus the entries that the masks of the
     sparse-weight layers hold at zero. Reads the masks (a device
@@ -757,6 +763,7 @@ def train_protocol(model: nn.Module, train: tuple, val: tuple | None = None,
                    progress: bool | None = None,
                    desc: str | None = None) -> ProtocolResult:
     """Train ``model`` with the paper's protocol; evaluate every epoch.
+    Chapter "Noise-robust sparse networks".
 
     Epoch ``e`` (from 1): the ``StepLR`` schedule (``step_size=1``,
     ``gamma = spec.lr_gamma``) is stepped first, so the epoch trains at

@@ -38,7 +38,7 @@ Serialisation: use ``state_dict`` / ``load_state_dict`` (the mask is in
 the state dict); ``torch.save`` of the whole parametrised module is not
 supported by PyTorch.
 
-Written for the noise-robust sparse networks of Part III.
+Introduced in the chapter "Noise-robust sparse networks".
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def sparse_weight_mask(n_units: int, fan_in: int, sparsity: float, *,
                        device: torch.device | str | None = None
                        ) -> torch.Tensor:
     """A random boolean mask that keeps the same number of inputs per unit.
+    Chapter "Noise-robust sparse networks".
 
     Row ``i`` of the ``(n_units, fan_in)`` result has exactly
     ``round((1 - sparsity) * fan_in)`` True entries (the kept inputs of
@@ -241,6 +242,7 @@ class SparseWeightsBase(nn.Module):
 
 class SparseWeights(SparseWeightsBase):
     """A linear layer whose units each keep a fixed random set of inputs.
+    Chapter "Noise-robust sparse networks".
 
     Input ``(batch, in_features)`` (or ``(*, in_features)``), output
     ``(*, out_features)`` = ``F.linear(x, W * mask, b)``. Each row of the

@@ -63,7 +63,7 @@ Benefits of Using Highly Sparse Representations", arXiv:1903.11257, 2019
 speech recognition", 2017 (v0.01). M. Slaney, "Auditory Toolbox", 1998
 (the mel scale).
 
-Written for the noise-robust sparse networks of Part III.
+Introduced in the chapter "Noise-robust sparse networks".
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ __all__ = [
     "SAMPLE_RATE",
     "N_SAMPLES",
     "SPEECH_FOLDERS",
+    "SPEECH_COMMANDS_URL",
     "speech_commands_root",
+    "download_speech_commands",
     "load_wav",
     "fix_length",
     "mel_filterbank",
@@ -117,6 +119,9 @@ N_SAMPLES = 16000
 #: this order (the full release first, then the book's subset).
 SPEECH_FOLDERS = ("speech_commands_v0.01",
                   "speech_commands_subset/speech_commands_v0.01")
+#: Where the full v0.01 release is published (a 1.4 GB .tar.gz).
+SPEECH_COMMANDS_URL = ("http://download.tensorflow.org/data/"
+                       "speech_commands_v0.01.tar.gz")
 _SPLITS = ("train", "validation", "testing")
 _LISTS = {"validation": "validation_list.txt",
           "testing": "testing_list.txt"}
@@ -133,6 +138,7 @@ def _is_dataset(path: Path) -> bool:
 
 def speech_commands_root(root: str | os.PathLike | None = None) -> Path:
     """The Speech Commands v0.01 folder (one sub-folder per word).
+    Chapter "Noise-robust sparse networks".
 
     Looks in the dataset folder of :func:`sparselib.data.data_root`
     (``root``, else ``$SPARSELIB_DATA``, else a cache folder): the folder
@@ -182,9 +188,94 @@ def speech_commands_root(root: str | os.PathLike | None = None) -> Path:
         f"{DATA_ENV} at a folder that holds it")
 
 
+def download_speech_commands(root: str | os.PathLike | None = None, *,
+                             url: str = SPEECH_COMMANDS_URL,
+                             progress: bool | None = None) -> Path:
+    """Download and extract the full Speech Commands v0.01, once.
+    Chapter "Noise-robust sparse networks".
+
+    Extracts the archive at ``url`` into ``<dataset folder>/
+    speech_commands_v0.01`` (the first of :data:`SPEECH_FOLDERS`) unless
+    that folder already holds the ten keyword folders, and returns it. The
+    archive (1.4 GB) is written next to it and removed after extraction.
+    Needs a network connection (e.g. on Colab); no checksum is published
+    with the release, so the result is checked by its content instead:
+    the keyword folders and both split lists must be present.
+
+    Parameters
+    ----------
+    root : str or path, optional
+        The dataset folder; see :func:`sparselib.data.data_root`.
+    url : str, default :data:`SPEECH_COMMANDS_URL`
+        Where to fetch the ``.tar.gz`` from (``http(s)://`` or
+        ``file://``).
+    progress : bool, optional
+        Show a download bar (``None``: yes unless at quick scale).
+
+    Returns
+    -------
+    pathlib.Path
+        The extracted folder.
+
+    Raises
+    ------
+    TypeError
+        If ``url`` is not a string.
+    ValueError
+        If ``url`` is not an http(s) or file URL, or the archive holds a
+        member that would land outside the folder.
+    FileNotFoundError
+        If the extracted archive lacks a keyword folder or a split list.
+    """
+    import tarfile
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    from .utils import progress_enabled
+
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a string, got {type(url).__name__}")
+    if not url.startswith(("http://", "https://", "file://")):
+        raise ValueError(f"url must start with http://, https:// or "
+                         f"file://, got {url!r}")
+    target = data_root(root) / SPEECH_FOLDERS[0]
+    if _is_dataset(target):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    archive = target.parent / "speech_commands_v0.01.tar.gz"
+    with urllib.request.urlopen(url) as response, \
+            open(archive, "wb") as out, \
+            tqdm(total=int(response.headers.get("Content-Length") or 0)
+                 or None, unit="B", unit_scale=True,
+                 desc="Speech Commands",
+                 disable=not progress_enabled(progress)) as bar:
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+            bar.update(len(chunk))
+    with tarfile.open(archive) as tar:
+        base = target.resolve()
+        for member in tar.getmembers():
+            dest = (target / member.name).resolve()
+            if base not in (dest, *dest.parents) or member.issym() or \
+                    member.islnk():
+                raise ValueError(f"the archive member {member.name!r} "
+                                 f"would land outside {str(target)!r}")
+        tar.extractall(target)
+    archive.unlink()
+    missing = [w for w in SPEECH_KEYWORDS if not (target / w).is_dir()]
+    missing += [f for f in _LISTS.values() if not (target / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"the archive at {url!r} extracted into {str(target)!r} lacks "
+            f"{', '.join(missing)}: not Speech Commands v0.01")
+    return target
+
+
 def load_wav(path: str | os.PathLike, *,
              sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Read a 16-bit mono WAV file as float32 samples in [-1, 1).
+    Chapter "Noise-robust sparse networks".
 
     The integers are divided by 32768, as librosa (which the paper uses)
     reads 16-bit audio. Nothing is resampled: a file at another rate is
@@ -238,6 +329,7 @@ def load_wav(path: str | os.PathLike, *,
 def fix_length(wave: torch.Tensor, n_samples: int = N_SAMPLES
                ) -> torch.Tensor:
     """Zero-pad at the end, or crop the end, to ``n_samples`` samples.
+    Chapter "Noise-robust sparse networks".
 
     Parameters
     ----------
@@ -306,6 +398,7 @@ def mel_filterbank(n_mels: int, n_fft: int,
                    dtype: torch.dtype = torch.float32,
                    device=None) -> torch.Tensor:
     """Triangular mel filters over the bins of a one-sided spectrum.
+    Chapter "Noise-robust sparse networks".
 
     ``n_mels + 2`` points equally spaced on the mel scale from ``f_min``
     to ``f_max`` are mapped back to hertz, ``f_0 < ... < f_{n_mels+1}``;
@@ -393,6 +486,7 @@ def log_mel_spectrogram(wave: torch.Tensor, *,
                         ref: str | float = "max", amin: float = 1e-10,
                         top_db: float | None = 80.0) -> torch.Tensor:
     """The paper's input: a mel spectrogram in decibels, per clip.
+    Chapter "Noise-robust sparse networks".
 
     ``S = M @ |STFT(x)|^power`` with a periodic Hann window of ``n_fft``
     samples, hop ``hop_length`` and, with ``center=True``, ``n_fft // 2``
@@ -535,6 +629,7 @@ def _check_generator(generator, device):
 def add_noise(wave: torch.Tensor, level: float, *, max_value: float = 1.0,
               generator: torch.Generator | None = None) -> torch.Tensor:
     """Blend white noise into clips: ``(1 - level) * wave + level * u``.
+    Chapter "Noise-robust sparse networks".
 
     The paper's noise: ``u`` is uniform on ``[-max_value, max_value]``
     (full scale, 1), one independent draw per sample of every clip. The
@@ -846,6 +941,7 @@ def load_speech_commands(split: str = "train", *, root=None,
                          features: bool = True, device=None,
                          batch_size: int = 256):
     """Load one split of Speech Commands into memory as ``(x, y)``.
+    Chapter "Noise-robust sparse networks".
 
     The same clips, in the same order, as :class:`SpeechCommands` with
     the same arguments; the features are computed in batches on
@@ -963,6 +1059,7 @@ def speech_noise_score(predict: Callable[[torch.Tensor], torch.Tensor],
                        generator: torch.Generator | None = None,
                        seed: int = 0) -> dict:
     """Correct classifications of noisy clips at each level, and their sum.
+    Chapter "Noise-robust sparse networks".
 
     For each level ``a`` (in order) and each batch of one-second clips,
     :func:`add_noise` blends in white noise, :func:`log_mel_spectrogram`

@@ -46,6 +46,7 @@ __all__ = [
     "check_labels",
     "glue",
     "sci",
+    "format_table",
 ]
 
 #: The three scales at which every chapter runs.
@@ -458,6 +459,7 @@ def get_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     """Seed Python's ``random``, NumPy and torch (CPU and CUDA).
+    Chapter "Noise-robust sparse networks".
 
     With ``deterministic=True`` torch is also asked for deterministic
     algorithms (``torch.use_deterministic_algorithms``, cuDNN deterministic,
@@ -571,3 +573,82 @@ def sci(x: float, digits: int = 1) -> str:
         return f"${x:.{digits + 1}g}$"
     mant, exp = f"{x:.{digits}e}".split("e")
     return f"${mant} \\times 10^{{{int(exp)}}}$"
+
+
+def format_table(rows, columns=None, *, index: str = "",
+                 na: str = "") -> str:
+    """A plain-text table of ``rows``, for printing in a notebook.
+    Chapter "Noise-robust sparse networks".
+
+    ``rows`` maps each row's label to a dict of column -> value (or to a
+    sequence of values in the order of ``columns``). Columns are
+    right-aligned; ``None`` and NaN are written as ``na``; numbers as
+    ``str`` gives them, so format them before if they need rounding.
+
+    Parameters
+    ----------
+    rows : dict
+        Row label -> dict (column -> value) or sequence of values.
+    columns : sequence of str, optional
+        The columns, in order. Default: the keys of the rows' dicts in
+        order of first appearance (required when rows are sequences).
+    index : str, default ""
+        Header of the label column.
+    na : str, default ""
+        What a missing value, ``None`` or NaN is written as.
+
+    Returns
+    -------
+    str
+        The table, one line per row after a header line.
+
+    Raises
+    ------
+    TypeError
+        If ``rows`` is not a dict, or a row is neither a dict nor a
+        sequence.
+    ValueError
+        If rows are sequences and ``columns`` is not given, or a sequence
+        row has a different length from ``columns``.
+    """
+    if not isinstance(rows, dict):
+        raise TypeError(f"rows must be a dict of row label -> row, got "
+                        f"{type(rows).__name__}")
+    if columns is None:
+        columns = []
+        for label, row in rows.items():
+            if not isinstance(row, dict):
+                raise ValueError(
+                    f"rows[{label!r}] is not a dict: give columns for rows "
+                    f"that are sequences")
+            columns += [c for c in row if c not in columns]
+    columns = [str(c) for c in columns]
+
+    def cell(value):
+        if value is None or (isinstance(value, float) and value != value):
+            return na
+        return str(value)
+
+    body = []
+    for label, row in rows.items():
+        if isinstance(row, dict):
+            values = [cell(row.get(c)) for c in columns]
+        elif isinstance(row, (list, tuple)):
+            if len(row) != len(columns):
+                raise ValueError(
+                    f"rows[{label!r}] has {len(row)} values for "
+                    f"{len(columns)} columns")
+            values = [cell(v) for v in row]
+        else:
+            raise TypeError(f"rows[{label!r}] must be a dict or a sequence, "
+                            f"got {type(row).__name__}")
+        body.append([str(label)] + values)
+    header = [index] + columns
+    widths = [max(len(r[i]) for r in [header] + body)
+              for i in range(len(header))]
+    lines = []
+    for r in [header] + body:
+        first = r[0].ljust(widths[0])
+        rest = [v.rjust(w) for v, w in zip(r[1:], widths[1:])]
+        lines.append("  ".join([first] + rest).rstrip())
+    return "\n".join(lines)

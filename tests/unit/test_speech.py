@@ -615,3 +615,50 @@ def test_cuda_features_equal_cpu():
         torch.zeros(4, SR, device="cuda"),
         torch.ones(4, dtype=torch.int64, device="cuda"), [0.0, 0.1])
     assert r["correct"] == [4, 0]
+
+
+def _tiny_release(tmp_path, words):
+    import io
+    import tarfile
+    src = tmp_path / "release.tar.gz"
+    with tarfile.open(src, "w:gz") as tar:
+        def add(name, data=b""):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for w in words:
+            add(f"{w}/abc_nohash_0.wav", b"RIFF")
+        add("validation_list.txt", b"zero/abc_nohash_0.wav\n")
+        add("testing_list.txt", b"")
+    return src
+
+
+def test_download_extracts_a_release_once(tmp_path, monkeypatch):
+    from sparselib.speech import (SPEECH_KEYWORDS, download_speech_commands,
+                                  speech_commands_root)
+    src = _tiny_release(tmp_path, SPEECH_KEYWORDS)
+    data = tmp_path / "data"
+    data.mkdir()
+    out = download_speech_commands(data, url=src.as_uri(), progress=False)
+    assert out == data / "speech_commands_v0.01"
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == \
+        sorted(SPEECH_KEYWORDS)
+    assert not (data / "speech_commands_v0.01.tar.gz").exists()
+    assert speech_commands_root(data) == out
+    # Already there: no second download (a bad URL would fail otherwise).
+    assert download_speech_commands(data, url="file:///nonexistent.tgz",
+                                    progress=False) == out
+
+
+def test_download_rejects_wrong_archives_and_urls(tmp_path):
+    import pytest
+    from sparselib.speech import download_speech_commands
+    src = _tiny_release(tmp_path, ["zero", "one"])
+    data = tmp_path / "data"
+    data.mkdir()
+    with pytest.raises(FileNotFoundError, match="lacks two"):
+        download_speech_commands(data, url=src.as_uri(), progress=False)
+    with pytest.raises(ValueError, match="url must start"):
+        download_speech_commands(data, url="ftp://x", progress=False)
+    with pytest.raises(TypeError, match="url must be a string"):
+        download_speech_commands(data, url=3, progress=False)

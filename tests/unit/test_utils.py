@@ -355,3 +355,26 @@ def test_check_labels_accepts_integer_labels_and_names_the_argument():
         check_labels("lab", y[None], 3)
     with pytest.raises(TypeError, match="lab must be a torch.Tensor"):
         check_labels("lab", [0, 1], 2)
+
+
+def test_format_table_aligns_hand_written_example():
+    from sparselib.utils import format_table
+    out = format_table({"a": {"x": 1, "yy": None}, "bbb": {"x": 22.5,
+                                                           "yy": "z"}},
+                       index="net", na="-")
+    assert out.splitlines() == ["net     x  yy",
+                                "a       1   -",
+                                "bbb  22.5   z"]
+
+
+def test_format_table_sequences_and_errors():
+    import pytest
+    from sparselib.utils import format_table
+    assert format_table({"r": (1, float("nan"))}, ["p", "q"]).splitlines() \
+        == ["   p  q", "r  1"]
+    with pytest.raises(ValueError, match="columns"):
+        format_table({"r": (1, 2)})
+    with pytest.raises(ValueError, match="2 values for 3 columns"):
+        format_table({"r": (1, 2)}, ["a", "b", "c"])
+    with pytest.raises(TypeError, match="rows must be a dict"):
+        format_table([1, 2])
