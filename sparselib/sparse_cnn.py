@@ -27,8 +27,13 @@ paper's Table 3 from the built modules, :func:`count_parameters` and
 
 **Training protocol** (:func:`train_protocol`), as in the paper's code:
 plain SGD (momentum and weight decay as configured) with a ``StepLR``
-schedule (``step_size = 1``) that is stepped *before* each epoch, so epoch
-``e`` (counted from 1) trains at ``lr * lr_gamma ** e``; the first epoch
+schedule (``step_size = 1``), so epoch ``e`` (counted from 1) trains at
+``lr * lr_gamma ** (e - 1)``. The paper's code steps the scheduler
+*before* each epoch, but under the PyTorch it pins (1.0.1) that first
+call leaves the initial rate in place (PyTorch 1.1 changed this, and now
+warns that stepping first skips the first value); so the first epoch
+trains at ``lr``, and we step after each epoch to get the same rates. The
+first epoch
 uses ``first_epoch_batch_size`` (small batches, to settle the duty cycles
 of the k-winners layers), later epochs ``batch_size``; after each epoch's
 training the boost strength of every k-winners layer is multiplied by
@@ -72,7 +77,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -765,9 +769,10 @@ def train_protocol(model: nn.Module, train: tuple, val: tuple | None = None,
     """Train ``model`` with the paper's protocol; evaluate every epoch.
     Chapter "Noise-robust sparse networks".
 
-    Epoch ``e`` (from 1): the ``StepLR`` schedule (``step_size=1``,
-    ``gamma = spec.lr_gamma``) is stepped first, so the epoch trains at
-    ``spec.lr * spec.lr_gamma ** e``; the training samples are shuffled by
+    Epoch ``e`` (from 1) trains at ``spec.lr * spec.lr_gamma ** (e - 1)``
+    (a ``StepLR`` schedule stepped after each epoch: the rates of the
+    paper's code under the PyTorch 1.0 it pins); the training samples are
+    shuffled by
     one ``torch.randperm(n, generator=g)``, ``g`` a CPU
     ``torch.Generator`` seeded once with ``seed``, and cut in consecutive
     batches of ``spec.first_epoch_batch_size`` (epoch 1) or
@@ -882,11 +887,6 @@ def train_protocol(model: nn.Module, train: tuple, val: tuple | None = None,
                disable=not progress_enabled(progress))
     try:
         for epoch, bsz in enumerate(sizes, start=1):
-            with warnings.catch_warnings():
-                # stepped before the epoch on purpose, as the paper did
-                warnings.filterwarnings(
-                    "ignore", message=r"Detected call of `lr_scheduler")
-                sched.step()
             history["epoch"].append(epoch)
             history["lr"].append(opt.param_groups[0]["lr"])
             history["batch_size"].append(bsz)
@@ -918,6 +918,7 @@ def train_protocol(model: nn.Module, train: tuple, val: tuple | None = None,
                     f"{epoch} of {epochs}")
             history["train_loss"].append(mean_loss)
             model.apply(_update_boost)
+            sched.step()
             for name, data in (("val", val), ("test", test)):
                 acc = None
                 if data is not None:
