@@ -106,8 +106,8 @@ __all__ = [
 #: The paper's ten keywords, the spoken digits.
 SPEECH_KEYWORDS = ("zero", "one", "two", "three", "four", "five", "six",
                    "seven", "eight", "nine")
-#: The twelve class names in the paper's output order: "unknown" is label
-#: 0, "silence" label 1, keyword ``SPEECH_KEYWORDS[i]`` label ``i + 2``.
+#: The twelve class names in the paper's output order ("unknown" is label
+#: 0, "silence" label 1, keyword ``SPEECH_KEYWORDS[i]`` label ``i + 2``).
 SPEECH_LABELS = ("unknown", "silence") + SPEECH_KEYWORDS
 #: The eleven white-noise levels of the noise score, 0.00, 0.05, ..., 0.50.
 SPEECH_NOISE_LEVELS = tuple(i / 20 for i in range(11))
