@@ -17,8 +17,9 @@ below are added here, once the configuration is read:
   "URL: numenta/htmpapers" instead of the address.
 
 tests/book checks both in the built pages. It also adds
-``book/_static/output-wrap.css``: a cell output's long line wraps instead of
-running past the edge of its box, where the reader could not see its end.
+``book/_static/output-wrap.css``: a cell output's long line scrolls
+sideways inside its box (unwrapped, so printed tables keep their columns)
+instead of running past the edge, where the reader could not see its end.
 """
 
 from __future__ import annotations
