@@ -253,3 +253,57 @@ def test_no_loss_bad_inputs(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         M.no_loss(**args)
+
+
+# ---------------------------------------------------------------- RER
+
+
+def test_remaining_error_reduction_hand_numbers():
+    # errors 0.74 % -> 0.58 %: 0.16 / 0.74 = 21.6 %
+    assert M.remaining_error_reduction(0.9926, 0.9942) == pytest.approx(
+        0.16 / 0.74)
+    assert round(100 * M.remaining_error_reduction(0.9926, 0.9942), 1) == \
+        21.6
+    # errors 2.6 % -> 2.3 %: 0.3 / 2.6 = 11.5 %
+    assert round(100 * M.remaining_error_reduction(0.974, 0.977), 1) == 11.5
+    assert M.remaining_error_reduction(0.9, 0.9) == 0.0
+    assert M.remaining_error_reduction(0.9, 1.0) == pytest.approx(1.0)
+    assert M.remaining_error_reduction(0.9, 0.8) == pytest.approx(-1.0)
+    assert M.remaining_error_reduction(0.0, 0.5) == pytest.approx(0.5)
+
+
+def test_remaining_error_reduction_per_seed_sequences():
+    base, new = [0.90, 0.80, 0.95], np.array([0.95, 0.90, 0.95])
+    # errors 0.10, 0.20, 0.05 -> 0.05, 0.10, 0.05
+    per = M.remaining_error_reduction(base, new, per_seed=True)
+    assert per == pytest.approx([0.5, 0.5, 0.0])
+    # mean errors 0.35 / 3 -> 0.20 / 3: RER 0.15 / 0.35
+    assert M.remaining_error_reduction(base, new) == pytest.approx(
+        0.15 / 0.35)
+    assert M.remaining_error_reduction(torch.tensor([0.9926],
+                                                    dtype=torch.float64),
+                                       (0.9942,)) == pytest.approx(0.16 /
+                                                                   0.74)
+    assert M.remaining_error_reduction(np.float64(0.974),
+                                       torch.tensor(0.977)) == \
+        pytest.approx(0.3 / 2.6)
+
+
+@pytest.mark.parametrize("args, kwargs, error, match", [
+    ((99.26, 99.42), {}, ValueError, "acc_base"),
+    ((0.9, 1.2), {}, ValueError, "acc_new"),
+    ((0.9, float("nan")), {}, ValueError, "acc_new"),
+    (("0.9", 0.9), {}, TypeError, "acc_base"),
+    ((1.0, 1.0), {}, ValueError, "acc_base is 1"),
+    (([0.9, 1.0], [0.9, 0.9]), {"per_seed": True}, ValueError,
+     r"acc_base\[1\]"),
+    (([0.9, 0.9], [0.9]), {}, ValueError, "paired"),
+    (([], []), {}, ValueError, "acc_base"),
+    ((0.9, [0.9]), {}, TypeError, "both"),
+    (([0.9, None], [0.9, 0.9]), {}, TypeError, r"acc_base\[1\]"),
+    ((np.ones((2, 1)) * 0.5, [0.5, 0.5]), {}, ValueError, "1-d"),
+    ((0.9, 0.9), {"per_seed": 1}, TypeError, "per_seed"),
+])
+def test_remaining_error_reduction_bad_inputs(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        M.remaining_error_reduction(*args, **kwargs)
