@@ -16,6 +16,10 @@ purpose:
 ``sparse_weights``  Linear / Conv2d layers with a fixed sparse weight mask
 ``noise``           replacement noise and the noise score of sparse networks
 ``sparse_cnn``      CNNs of "How Can We Be So Dense?" and their training
+``dendrites``       artificial dendrite sets, their schedule, a shared loop
+``perforated``      PerforatedAI's dendrites behind the same schedule API
+``pruning``         magnitude pruning, lottery tickets, SET and RigL
+``costs``           what sparsity costs: sparse kernels, bytes, latency
 ``losses``          reconstruction losses, L1 and KL sparsity penalties
 ``autoencoders``    sparse autoencoders: KL, L1, TopK (AuxK); Linear or NdLinear
 ``classifiers``     MLP / CNN / joint conv autoencoder with L1 on their activity
@@ -45,19 +49,21 @@ Everything is device-agnostic (tensors are made on the device of their
 inputs) and works under autograd and ``torch.no_grad``.
 """
 
-from . import (autoencoders, benchmarks, classifiers, codes, coding, data,
-               embedder, information, kwinners, layers, losses, metrics,
-               noise, plot, sdr, sparse_cnn, sparse_weights, speech, timing,
-               train, utils, widgets)
+from . import (autoencoders, benchmarks, classifiers, codes, coding, costs,
+               data, dendrites, embedder, information, kwinners, layers,
+               losses, metrics, noise, perforated, plot, pruning, sdr,
+               sparse_cnn, sparse_weights, speech, timing, train, utils,
+               widgets)
 from .utils import (RunConfig, get_device, glue, progress, resolve_scale,
                     sci, seed_everything, setup)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "autoencoders", "benchmarks", "classifiers", "codes", "coding", "data",
-    "embedder", "information", "kwinners", "layers",
-    "losses", "metrics", "noise", "plot", "sdr", "sparse_cnn",
+    "autoencoders", "benchmarks", "classifiers", "codes", "coding", "costs",
+    "data", "dendrites", "embedder", "information", "kwinners", "layers",
+    "losses", "metrics", "noise", "perforated", "plot", "pruning", "sdr",
+    "sparse_cnn",
     "sparse_weights", "speech", "timing", "train", "utils",
     "widgets",
     "RunConfig", "get_device", "glue", "progress", "resolve_scale",
