@@ -59,8 +59,9 @@ shipped sources and running it offline on a CPU):
   default, posts to ``http://localhost:3002``; the adapter keeps it off)
   and explicit Hugging Face upload/download helpers, never called here.
 * **matplotlib.** Importing the package switches matplotlib to the
-  ``Agg`` backend (a notebook would stop showing figures); the adapter
-  puts the previous backend back after the import.
+  ``Agg`` backend, and a notebook would stop showing figures (switching
+  back afterwards is not enough: the inline figure formatter is gone). The
+  adapter makes ``matplotlib.use`` a no-op during the import.
 * **Random numbers.** New sets are drawn from PyTorch's global generator;
   :meth:`PerforatedAI.step` draws them inside
   ``torch.random.fork_rng``, seeded from ``seed`` and the epoch, so a run
@@ -185,6 +186,13 @@ def _pai():
         backend = dict.__getitem__(matplotlib.rcParams, "backend")
     except ImportError:
         matplotlib = backend = None
+    real_use = None
+    if matplotlib is not None:
+        # importing the tracker calls matplotlib.use("Agg"); in a notebook
+        # even switching back loses the inline figure formatter, so the
+        # call is made a no-op for the import
+        real_use = matplotlib.use
+        matplotlib.use = lambda *args, **kwargs: None
     try:
         from perforatedai import globals_perforatedai as gpa
         from perforatedai import modules_perforatedai as pa
@@ -195,7 +203,9 @@ def _pai():
             f"(perforatedai {PERFORATEDAI_VERSION}); install it with "
             f"{INSTALL_HINT}") from err
     finally:
-        # importing the tracker calls matplotlib.use("Agg"): undo it
+        if real_use is not None:
+            matplotlib.use = real_use
+        # should the backend have changed all the same: switch it back
         if matplotlib is not None and \
                 dict.__getitem__(matplotlib.rcParams, "backend") != backend:
             import matplotlib.pyplot as plt
