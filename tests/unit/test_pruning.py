@@ -573,8 +573,6 @@ def test_dynamic_sparsity_bad_inputs():
     other = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
     with pytest.raises(ValueError, match="not a parameter of optimizer"):
         make(optimizer=other)
-    with pytest.raises(ValueError, match="drop_fraction=0.5 would regrow"):
-        make(sparsity=0.2, drop_fraction=0.5)
     with pytest.raises(ValueError, match="leaves no active weight"):
         make(sparsity=0.999)
     pruned = mlp()
@@ -626,3 +624,24 @@ def test_pruning_on_cuda_matches_cpu_and_steps_without_sync():
                           update_every=1)
     s.step()
     assert [int(m.sum()) for m in s.masks] == s.n_active
+
+
+def test_update_count_is_capped_by_the_inactive_weights():
+    """A nearly dense layer can regrow only weights that were inactive:
+    Linear(10, 10) at 20 % zeros has 80 active and 20 inactive weights, so
+    a drop fraction of 0.5 (40 by the rule) updates 20 of each."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(10, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    ds = P.DynamicSparsity(net, 0.2, optimizer=opt, method="set",
+                           drop_fraction=0.5, update_every=1, seed=0)
+    before = ds.masks[0].clone()
+    loss = net(torch.randn(4, 10)).sum()
+    loss.backward()
+    opt.step()
+    ds.step()
+    after = ds.masks[0]
+    assert int(before.sum()) == int(after.sum()) == 80
+    assert int((before & ~after).sum()) == 20     # dropped
+    assert int((~before & after).sum()) == 20     # regrown
+    assert ds.updates[-1]["k"] == [20]
