@@ -554,6 +554,13 @@ class DendriteSchedule(EarlyStopping):
         Qualified names of layers not to wrap.
     seed : int, default 0
         Seeds the dendrites' initial weights.
+    grow : bool, default True
+        ``False`` makes the schedule its own control: the same decisions
+        at the same epochs, and ``restructured`` where a set would be
+        added (so a training loop rebuilds its optimiser and trains on),
+        but no set is added and the model is not wrapped. It separates
+        what the dendrites add from what the longer training and the
+        optimiser restarts around them add.
 
     Raises
     ------
@@ -562,8 +569,12 @@ class DendriteSchedule(EarlyStopping):
     """
 
     def __init__(self, patience: int, max_sets: int, min_delta: float = 0.0,
-                 types=_WRAPPABLE, exclude=(), seed: int = 0):
+                 types=_WRAPPABLE, exclude=(), seed: int = 0,
+                 grow: bool = True):
         super().__init__(patience, min_delta)
+        if not isinstance(grow, bool):
+            raise TypeError(f"grow must be True or False, got {grow!r}")
+        self.grow = grow
         self.max_sets = check_int("max_sets", max_sets, minimum=0)
         self.types = _check_types(types)
         if isinstance(exclude, str) or not isinstance(exclude, Iterable):
@@ -579,8 +590,11 @@ class DendriteSchedule(EarlyStopping):
         self._best_before_set: float | None = None
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Reset the record and :func:`dendritize` ``model``."""
+        """Reset the record and :func:`dendritize` ``model`` (unless
+        ``grow`` is False)."""
         self._reset()
+        if not self.grow:
+            return _check_model(model)
         model = dendritize(_check_model(model), self.types, self.exclude,
                            seed=self.seed)
         if not dendritic_layers(model):
@@ -614,28 +628,33 @@ class DendriteSchedule(EarlyStopping):
         helped = self.n_sets == 0 or self.best_score > self._best_before_set
         if helped and self.n_sets < self.max_sets:
             self._best_before_set = self.best_score
-            add_dendrite_sets(model)
             self.n_sets += 1
             self.stale = 0
-            self.events.append((self.epoch, f"added set {self.n_sets}"))
+            if self.grow:
+                add_dendrite_sets(model)
+                self.events.append((self.epoch, f"added set {self.n_sets}"))
+            else:
+                self.events.append((self.epoch,
+                                    f"restart {self.n_sets} (no set)"))
             return model, True, False
         why = "max_sets reached" if helped else \
             f"set {self.n_sets} did not help"
         self.events.append((self.epoch, why))
-        changed = self.n_sets != self.best_n_sets
+        changed = self.grow and self.n_sets != self.best_n_sets
         return self.finish(model), changed, True
 
     def finish(self, model: nn.Module) -> nn.Module:
         """Restore the best model: drop later sets, load its state."""
         if self._best_state is None:
             return model
-        for layer in dendritic_layers(model):
+        for layer in dendritic_layers(model) if self.grow else ():
             layer.remove_sets(self.best_n_sets)
         self.n_sets = self.best_n_sets
         model.load_state_dict(self._best_state)
+        what = "sets" if self.grow else "restarts"
         self.events.append((self.epoch, f"restored best (epoch "
                                         f"{self.best_epoch}, "
-                                        f"{self.best_n_sets} sets)"))
+                                        f"{self.best_n_sets} {what})"))
         return model
 
 

@@ -634,3 +634,37 @@ def test_fit_controlled_on_cuda():
                          batch_size=32, device="cuda", progress=False)
     assert run.completed and run.epochs_run == 3
     assert all(p.device.type == "cuda" for p in run.model.parameters())
+
+
+def test_schedule_without_growth_makes_the_same_decisions():
+    """grow=False: the same stalls, restarts and ending as the schedule
+    with sets, no set added, the model unwrapped, the best one restored."""
+    scores = [0.5, 0.5, 0.5, 0.6, 0.6, 0.6, 0.55, 0.59]
+    grown = DendriteSchedule(patience=2, max_sets=3, seed=1)
+    control = DendriteSchedule(patience=2, max_sets=3, seed=1, grow=False)
+    _, rec_grown = run_scores(grown, grown.prepare(small_net()), scores)
+    net = small_net()
+    n0 = sum(p.numel() for p in net.parameters())
+    model = control.prepare(net)
+    assert model is net and not dendritic_layers(model)
+    flags = []
+    saved = None
+    for epoch, s in enumerate(scores):
+        model, restructured, complete = control.step(model, s)
+        flags.append((restructured, complete))
+        if epoch == 3:
+            saved = snapshot(model)
+        if complete:
+            break
+        perturb_(model, seed=100 + epoch)
+    # the same epochs act; only the final "sets removed" flag differs
+    assert flags[:-1] == [r[:2] for r in rec_grown][:-1]
+    assert flags[-1] == (False, True)
+    assert control.count_parameters(model) == n0
+    assert states_equal(model.state_dict(), saved)
+    assert control.events == [(2, "restart 1 (no set)"),
+                              (5, "restart 2 (no set)"),
+                              (7, "set 2 did not help"),
+                              (7, "restored best (epoch 3, 1 restarts)")]
+    with pytest.raises(TypeError, match="grow"):
+        DendriteSchedule(patience=2, max_sets=1, grow=1)
