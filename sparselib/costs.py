@@ -679,7 +679,8 @@ def sparsity_sweep(out_features: int = 1024, in_features: int = 1024,
 
 
 def crossover_sparsity(records: Sequence[dict], fmt: str, batch: int, *,
-                       scale: str = "linear") -> float | None:
+                       scale: str = "linear",
+                       sustained: bool = False) -> float | None:
     """The sparsity above which ``fmt`` beats the dense kernel.
 
     Among the records of ``fmt`` at batch size ``batch`` (from
@@ -710,6 +711,10 @@ def crossover_sparsity(records: Sequence[dict], fmt: str, batch: int, *,
         The batch size to read.
     scale : {"linear", "logit"}, default "linear"
         The axis the ratio is interpolated against.
+    sustained : bool, default False
+        Count only a crossing after which the ratio stays >= 1 at every
+        higher measured sparsity (a noisy ratio that touches 1 once and
+        falls back is then no crossover).
 
     Returns
     -------
@@ -763,7 +768,15 @@ def crossover_sparsity(records: Sequence[dict], fmt: str, batch: int, *,
     if scale == "logit" and (sp[0] <= 0 or sp[-1] >= 1):
         raise ValueError("scale='logit' needs sparsities in (0, 1); got "
                          f"{sp[0] if sp[0] <= 0 else sp[-1]}")
-    first = next((i for i, (_, r) in enumerate(points) if r >= 1), None)
+    if not isinstance(sustained, bool):
+        raise TypeError(f"sustained must be True or False, got "
+                        f"{sustained!r}")
+    if sustained:
+        below = [i for i, (_, r) in enumerate(points) if r < 1]
+        first = (below[-1] + 1 if below else 0)
+        first = first if first < len(points) else None
+    else:
+        first = next((i for i, (_, r) in enumerate(points) if r >= 1), None)
     if first is None:
         return None
     if first == 0:
@@ -1022,6 +1035,13 @@ def semi_structured_support(device=None) -> str | None:
         return (f"2:4 semi-structured sparsity needs CUDA capability >= "
                 f"8.0; {torch.cuda.get_device_name(dev)} has "
                 f"{major}.{minor}")
+    cusparselt = getattr(torch.backends, "cusparselt", None)
+    if major > 8 and not (cusparselt is not None
+                          and cusparselt.is_available()):
+        # PyTorch's CUTLASS 2:4 kernels cover capability 8.x only
+        return (f"2:4 semi-structured sparsity on capability {major}.{minor}"
+                f" ({torch.cuda.get_device_name(dev)}) needs cuSPARSELt, "
+                f"which this torch build lacks")
     return None
 
 

@@ -229,6 +229,23 @@ def test_crossover_takes_the_first_crossing_and_exact_hits():
     assert C.crossover_sparsity(recs, "csr", 2) == pytest.approx(0.4)
 
 
+def test_sustained_crossover_ignores_a_crossing_that_falls_back():
+    # 1.0 at 0.6 falls back to 0.9 at 0.7: the sustained crossing is the
+    # one between 0.7 (0.9) and 0.8 (3.0): 0.7 + 0.1 * 0.1 / 2.1
+    recs = [rec("csr", 2, 0.5, 0.5), rec("csr", 2, 0.6, 1.0),
+            rec("csr", 2, 0.7, 0.9), rec("csr", 2, 0.8, 3.0)]
+    assert C.crossover_sparsity(recs, "csr", 2, sustained=True) == \
+        pytest.approx(0.7 + 0.1 * 0.1 / 2.1)
+    # above 1 at the first point only: never, when sustained
+    recs = [rec("bsr", 1, 0.5, 1.1), rec("bsr", 1, 0.9, 0.6)]
+    assert C.crossover_sparsity(recs, "bsr", 1) == 0.5
+    assert C.crossover_sparsity(recs, "bsr", 1, sustained=True) is None
+    # above 1 everywhere: the smallest sparsity, as without sustained
+    assert C.crossover_sparsity(RECORDS, "csr", 64, sustained=True) == 0.5
+    with pytest.raises(TypeError, match="sustained"):
+        C.crossover_sparsity(RECORDS, "csr", 64, sustained=1)
+
+
 @pytest.mark.parametrize("records, fmt, batch, kw, error, match", [
     (RECORDS, "coo", 8, {}, ValueError, "format 'coo' and batch 8"),
     (RECORDS, "csr", 3, {}, ValueError, "batch 3"),
