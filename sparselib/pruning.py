@@ -769,7 +769,8 @@ class DynamicSparsity:
     ``where(mask, weight_orig, 0)`` (as in
     :mod:`~sparselib.sparse_weights`): the inactive weights are exactly
     zero in every forward under any optimiser, and their stored entries
-    are zero too. Call :meth:`step` after every ``optimizer.step()``. At
+    are zero too. Call :meth:`step` after every ``optimizer.step()`` (for
+    instance from ``optimizer.register_step_post_hook``). At
     steps ``t = update_every, 2 * update_every, ...`` (counting the calls,
     and while ``t < stop_step`` when a stop is given), each layer with
     ``n`` active weights (and ``m`` inactive ones) drops the

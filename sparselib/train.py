@@ -106,7 +106,7 @@ def _to_floats(values):
 def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
         evaluate=None, scheduler=None, device=None, progress=None,
         desc: str = "training", max_steps: int | None = None,
-        eval_every: int | None = None, after_step=None) -> History:
+        eval_every: int | None = None) -> History:
     """Train ``model``; return a :class:`History`.
 
     Each step's loss and logs are kept as detached tensors and turned into
@@ -150,10 +150,6 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
         each epoch), recording into ``History.eval``: learning curves
         against iteration. The evaluation time is not counted in
         ``epoch["seconds"]``.
-    after_step : callable, optional
-        Called with no arguments after every optimiser step, before any
-        evaluation (e.g. ``DynamicSparsity.step`` of
-        :mod:`sparselib.pruning`, which updates the masks).
 
     Returns
     -------
@@ -167,9 +163,6 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
         eval_every = check_int("eval_every", eval_every, minimum=1)
         if evaluate is None:
             raise ValueError("eval_every needs an evaluate function")
-    if after_step is not None and not callable(after_step):
-        raise TypeError(f"after_step must be callable or None, got "
-                        f"{type(after_step).__name__}")
     if device is None:
         p = next(model.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
@@ -236,8 +229,6 @@ def fit(model: torch.nn.Module, loader, loss_fn, optimizer, n_epochs: int, *,
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if after_step is not None:
-                    after_step()
                 steps += 1
                 pending.append((_scalar("the loss", loss), logs))
                 bar.update(1)

@@ -535,9 +535,11 @@ def test_dynamic_sparsity_with_fit_and_adam_keeps_zeros():
                            update_every=4, stop_step=20)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 10, generator=g), torch.randn(64, 5, generator=g)
+    # called after every optimiser step, as chapter 7.2 does
+    opt.register_step_post_hook(lambda *args: ds.step())
     sl.train.fit(model, sl.data.loader(x, y, batch_size=8),
                  lambda m, a, b: (m(a) - b).pow(2).mean(), opt, 3,
-                 after_step=ds.step, progress=False)
+                 progress=False)
     assert ds.step_count == 24
     assert [u["step"] for u in ds.updates] == [4, 8, 12, 16]
     assert P.weight_sparsity(model) == ds.sparsity == 0.8

@@ -92,37 +92,6 @@ def test_eval_every_records_learning_curve_against_step():
                   evaluate=evaluate, eval_every=0, progress=False)
 
 
-def test_after_step_runs_after_each_optimizer_step_before_evaluation():
-    x, y = regression_problem(n=64)
-    model = torch.nn.Linear(5, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    events = []
-    weights = []
-
-    def after():
-        events.append("step")
-        # called after the optimiser moved the weight: it differs from
-        # the weight seen at the previous call
-        weights.append(model.weight.detach().clone())
-
-    def evaluate(m):
-        events.append("eval")
-        return {}
-
-    train.fit(model, sl.data.loader(x, y, batch_size=8),
-              lambda m, a, b: (m(a) - b).pow(2).mean(), opt, 2,
-              evaluate=evaluate, eval_every=4, after_step=after,
-              progress=False)
-    # 2 epochs of 8 steps: one call per step, each evaluation after its
-    # step's call
-    assert events == (["step"] * 4 + ["eval"]) * 4
-    assert all(not torch.equal(a, b) for a, b in zip(weights, weights[1:]))
-    with pytest.raises(TypeError, match="after_step"):
-        train.fit(model, sl.data.loader(x, y, batch_size=8),
-                  lambda m, a, b: (m(a) - b).pow(2).mean(), opt, 1,
-                  after_step=3, progress=False)
-
-
 def test_nan_loss_stops_with_a_clear_error():
     x, y = regression_problem(n=16)
     model = torch.nn.Linear(5, 1)
