@@ -45,8 +45,7 @@ sparsity on Ampere GPUs); S. Ahmad and L. Scheinkman, "How Can We Be So
 Dense? The Benefits of Using Highly Sparse Representations",
 arXiv:1903.11257, 2019 (the promise of sparse weights and activations).
 
-Written for the chapter on dendrites, pruning and what sparsity costs
-(Part III).
+Introduced in the chapter "Dendrites, pruning and what sparsity costs".
 """
 
 from __future__ import annotations
@@ -129,6 +128,7 @@ def random_sparse_weight(out_features: int, in_features: int,
                          dtype: torch.dtype = torch.float32,
                          device=None) -> torch.Tensor:
     """A random ``(out_features, in_features)`` weight with exact zeros.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Of the ``n`` entries (or, with ``block``, of the ``n`` blocks of
     ``block x block`` entries) exactly ``round(sparsity * n)``, chosen
@@ -233,6 +233,7 @@ def to_format(weight: torch.Tensor, fmt: str, *,
               blocksize: int | tuple[int, int] | None = None
               ) -> torch.Tensor:
     """``weight`` in the layout ``fmt``: the same matrix, stored differently.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Parameters
     ----------
@@ -292,6 +293,7 @@ _SEMI_PARTS = ("packed", "meta", "packed_t", "meta_t",
 
 def storage_bytes(weight) -> int:
     """Bytes a matrix occupies: its values plus its indices and pointers.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     * dense (strided): ``numel * element_size`` (4 bytes per entry in
       float32; the bytes of the entries, whatever the strides);
@@ -583,6 +585,7 @@ def sparsity_sweep(out_features: int = 1024, in_features: int = 1024,
                    device=None, dtype: torch.dtype = torch.float32,
                    progress_bar: bool | None = None) -> list[dict]:
     """:func:`linear_times` for a grid of sparsities and batch sizes.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     For each sparsity a weight is drawn by :func:`random_sparse_weight`
     (seeded by ``seed``, unstructured or in ``block``-sized blocks) and
@@ -682,6 +685,7 @@ def crossover_sparsity(records: Sequence[dict], fmt: str, batch: int, *,
                        scale: str = "linear",
                        sustained: bool = False) -> float | None:
     """The sparsity above which ``fmt`` beats the dense kernel.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Among the records of ``fmt`` at batch size ``batch`` (from
     :func:`linear_times` or :func:`sparsity_sweep`), sorted by sparsity,
@@ -806,6 +810,7 @@ def latency(model: nn.Module, example: torch.Tensor,
             batch_sizes: Sequence[int] = (1, 256), *, repeat: int = 20,
             warmup: int = 2, device=None) -> dict[int, float]:
     """Median seconds of one forward pass of ``model``, per batch size.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     ``model`` runs in evaluation mode under ``torch.no_grad`` (its mode is
     restored afterwards) on batches of ``b`` copies of ``example``; on a
@@ -950,6 +955,7 @@ def peak_memory(fn: Callable[[], object], device=None) -> int:
 
 def prune_2_4(weight: torch.Tensor) -> torch.Tensor:
     """Keep the 2 largest ``|w|`` of every 4 consecutive inputs, zero 2.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     The weight ``(out_features, in_features)`` is cut along the input
     dimension into groups of four neighbours (columns ``0-3``, ``4-7``,
@@ -993,6 +999,7 @@ def prune_2_4(weight: torch.Tensor) -> torch.Tensor:
 
 def semi_structured_support(device=None) -> str | None:
     """Why 2:4 semi-structured kernels cannot run here, or ``None``.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     They need torch's ``to_sparse_semi_structured`` and a CUDA device of
     compute capability 8.0 or later (Ampere, Hopper, ...).
@@ -1053,6 +1060,7 @@ def semi_structured_times(out_features: int = 4096,
                           device=None, dtype: torch.dtype = torch.float16,
                           seed: int = 0) -> list[dict]:
     """Time a 2:4-sparse linear layer against the dense one on a GPU.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     A random weight is pruned by :func:`prune_2_4`; ``x @ W.T`` then runs
     with the dense kernel on the pruned weight (``"dense"``) and with the

@@ -105,6 +105,7 @@ def load_images(name: str = "MNIST", split: str = "train", *, root=None,
                 download="auto", flatten: bool = False,
                 limit: int | None = None, device=None):
     """Load MNIST or Fashion-MNIST as ``(x, y)`` tensors.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     ``x`` is float32 in [0, 1], ``(N, 1, 28, 28)`` (or ``(N, 784)``), ``y``
     the int64 labels ``(N,)``. Part of the book's spine; used by the

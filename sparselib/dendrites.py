@@ -62,8 +62,7 @@ Neuroscience Inspired Extension to Artificial Neural Networks",
 arXiv:2501.18018, 2025; the ``perforatedai`` package 3.2.9 (Perforated
 AI, Apache-2.0), whose behaviour this module follows.
 
-Written for the chapter on dendrites, pruning and what sparsity costs
-(Part III).
+Introduced in the chapter "Dendrites, pruning and what sparsity costs".
 """
 
 from __future__ import annotations
@@ -114,6 +113,7 @@ def _check_generator(generator):
 
 class DendriticLayer(nn.Module):
     """A ``Linear`` or ``Conv2d`` layer to which dendrite sets can be added.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     ``forward(x)`` returns ``module(x) + sum_j w_j * a_j`` with ``a_j =
     sigmoid(d_j(x) + sum_{i<j} v_ij * a_i)``: ``d_j`` is dendrite set
@@ -314,6 +314,7 @@ def _targets(module, prefix, types, out):
 def dendritize(model: nn.Module, types=_WRAPPABLE, exclude=(), *,
                seed: int = 0) -> nn.Module:
     """Wrap every matching layer of ``model`` in a :class:`DendriticLayer`.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Submodules that are instances of ``types`` are replaced in place (the
     wrapper keeps the original layer as its ``wrapped``), except those
@@ -383,6 +384,7 @@ def dendritize(model: nn.Module, types=_WRAPPABLE, exclude=(), *,
 
 def dendritic_layers(model: nn.Module) -> list[DendriticLayer]:
     """The :class:`DendriticLayer` modules of ``model``, in module order.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Parameters
     ----------
@@ -405,6 +407,7 @@ def dendritic_layers(model: nn.Module) -> list[DendriticLayer]:
 
 def add_dendrite_sets(model: nn.Module) -> nn.Module:
     """Add one dendrite set to every :class:`DendriticLayer` of ``model``.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     The network's output is unchanged at this moment (the new output
     weights are zero); its parameters are not, so rebuild the optimiser.
@@ -442,6 +445,7 @@ def _clone_state(model):
 
 class EarlyStopping:
     """The baseline controller: no dendrites, stop when the score stalls.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Keeps a copy of the state of the best epoch (the first whose score
     exceeds the best before it by more than ``min_delta``); completes
@@ -526,6 +530,7 @@ class EarlyStopping:
 
 class DendriteSchedule(EarlyStopping):
     """Add a dendrite set to every layer whenever the score stalls.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     ``prepare`` wraps the model's layers (:func:`dendritize`). After each
     epoch: a score above the best by more than ``min_delta`` is remembered
@@ -740,6 +745,7 @@ def fit_controlled(model: nn.Module, controller, train: tuple, val: tuple,
                    eval_batch_size: int = 1024,
                    desc: str = "epochs") -> ControlledRun:
     """Train a classifier epoch by epoch while ``controller`` steers it.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     ``model = controller.prepare(model)``; then each epoch: one pass over
     ``train`` in shuffled batches (order from ``torch.randperm`` with a CPU

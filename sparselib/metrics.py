@@ -470,6 +470,7 @@ def _rer_accuracies(name, values):
 def remaining_error_reduction(acc_base, acc_new, *,
                               per_seed: bool = False):
     """Share of the baseline's errors that the new setting removes (RER).
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     With errors ``E = 1 - accuracy``, ``RER = (E_base - E_new) / E_base``:
     0 when nothing changes, 1 when every error is gone, negative when the

@@ -85,8 +85,7 @@ its API documentation and examples (github.com/PerforatedAI); R. Brenner
 and L. Itti, "Perforated Backpropagation: A Neuroscience Inspired
 Extension to Artificial Neural Networks", arXiv:2501.18018, 2025.
 
-Written for the chapter on dendrites, pruning and what sparsity costs
-(Part III).
+Introduced in the chapter "Dendrites, pruning and what sparsity costs".
 """
 
 from __future__ import annotations
@@ -127,6 +126,7 @@ _DEFAULT_THRESHOLDS = (0.001, 0.0001, 0.0)
 
 def have_perforatedai() -> bool:
     """Whether the ``perforatedai`` package can be imported.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Returns
     -------
@@ -143,6 +143,7 @@ def have_perforatedai() -> bool:
 
 def perforatedai_version() -> str | None:
     """The installed PerforatedAI version, or None if it is not importable.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Returns
     -------
@@ -263,6 +264,7 @@ def _neuron_modules(model, pai) -> list:
 
 def n_dendrites(model: nn.Module) -> int:
     """The number of dendrite sets in a PerforatedAI-wrapped model.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Parameters
     ----------
@@ -311,6 +313,7 @@ def _check_bool(name, value):
 
 class PerforatedAI:
     """PerforatedAI's dendrites behind the shared controller protocol.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Call :meth:`prepare` once on a fresh model (it wraps every Linear /
     Conv layer and resets PerforatedAI's global state), build the

@@ -66,8 +66,7 @@ J. Menick, P. S. Castro and E. Elsen, "Rigging the Lottery: Making All
 Tickets Winners", ICML 2020 (the schedule and the ERK rule; values only,
 no code is copied).
 
-Written for the chapter on dendrites, pruning and what sparsity costs
-(Part III).
+Introduced in the chapter "Dendrites, pruning and what sparsity costs".
 """
 
 from __future__ import annotations
@@ -183,6 +182,7 @@ def _mask(module):
 
 def prunable(model: nn.Module, types: tuple = PRUNABLE_TYPES) -> list:
     """The ``(module, "weight")`` pairs that pruning acts on.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Every submodule of ``model`` (``model`` included) that is an instance
     of one of ``types`` and has a ``weight`` tensor, in the order of
@@ -213,6 +213,7 @@ def prunable(model: nn.Module, types: tuple = PRUNABLE_TYPES) -> list:
 def layer_sparsities(model: nn.Module,
                      types: tuple = PRUNABLE_TYPES) -> dict:
     """Fraction of exact zeros in each prunable weight.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Counts the entries of the weight the layer uses: ``weight_orig *
     weight_mask`` for a layer pruned by ``torch.nn.utils.prune``
@@ -249,6 +250,7 @@ def layer_sparsities(model: nn.Module,
 def weight_sparsity(model: nn.Module,
                     types: tuple = PRUNABLE_TYPES) -> float:
     """Fraction of exact zeros among all prunable weights of ``model``.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     The effective weights are counted, as in :func:`layer_sparsities`;
     biases and the other layers are not. Reads the device once.
@@ -295,6 +297,7 @@ def magnitude_prune(model: nn.Module, sparsity: float, *,
                     scope: str = "global",
                     types: tuple = PRUNABLE_TYPES) -> float:
     """Prune the smallest-magnitude weights up to a total ``sparsity``.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     With ``N`` prunable weights (of layer ``l``: ``N_l``) and ``M`` already
     pruned, ``scope="global"`` prunes the ``round(sparsity * N) - M``
@@ -476,6 +479,7 @@ def _tensors(model):
 
 def snapshot(model: nn.Module) -> dict:
     """Copies of the model's weights, for :func:`rewind`.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     Every parameter and buffer except the pruning masks: the prunable
     weights as stored (``weight_orig`` when pruned), the biases, and the
@@ -566,6 +570,7 @@ def lottery_ticket(model: nn.Module, train_fn: Callable,
                    scope: str = "global",
                    eval_fn: Callable | None = None) -> list:
     """Iterative magnitude pruning with rewinding: the lottery ticket.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     ``model`` comes trained (the dense run, or the last round). For each
     target in ``sparsities``: :func:`magnitude_prune` the trained weights
@@ -762,6 +767,7 @@ class _DynamicMask(_Mask):
 
 class DynamicSparsity:
     """Sparse training with a changing mask: SET or RigL.
+    Chapter "Dendrites, pruning and what sparsity costs".
 
     At construction every prunable layer of ``model`` gets a random
     boolean mask with a fixed number of active (True) entries
