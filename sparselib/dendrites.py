@@ -134,7 +134,7 @@ class DendriticLayer(nn.Module):
     Parameters
     ----------
     module : torch.nn.Linear or torch.nn.Conv2d
-        The layer to wrap (kept, not copied: :attr:`wrapped`).
+        The layer to wrap (kept, not copied, as the attribute ``wrapped``).
     seed : int, default 0
         Seeds this layer's CPU generator, from which every new set's
         weights are drawn.
